@@ -1,0 +1,136 @@
+//! The configuration exactly as written: serde structs that reject unknown
+//! keys and wrong types, keeping spans so later errors can name a line.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{line_of, ConfigError};
+use super::Origin;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Agent-wide settings.
+    #[serde(default)]
+    pub agent: RawAgent,
+    /// The stores to measure; one `[[target]]` table each.
+    #[serde(default)]
+    pub target: Vec<Spanned<RawTarget>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    /// Agent id used in canary keys: "auto" (ECS task id, else host name) or a fixed string.
+    pub id: Option<Spanned<String>>,
+    /// Address of the HTTP server (`/metrics`, `/healthz`, `/readyz`, `/`).
+    pub listen: Option<Spanned<String>>,
+    /// Default RPO objective of every target.
+    pub objective: Option<Spanned<String>>,
+    /// Default canary interval of every target.
+    pub interval: Option<Spanned<String>>,
+    /// Default time after which an unseen canary is lost.
+    pub timeout: Option<Spanned<String>>,
+    /// How long SIGTERM waits for in-flight reads.
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Unique name; the `target` label of every metric.
+    pub name: Option<Spanned<String>>,
+    /// `dynamodb`, `s3`, `postgres` or `mysql`.
+    pub kind: Option<Spanned<String>>,
+    /// DynamoDB: the global table's name.
+    pub table: Option<Spanned<String>>,
+    /// Where canaries are written.
+    pub source: Option<Spanned<RawEndpoint>>,
+    /// Where canaries are read back.
+    #[serde(default)]
+    pub replicas: Vec<Spanned<RawEndpoint>>,
+    /// Time between canaries.
+    pub interval: Option<Spanned<String>>,
+    /// A canary unseen after this long is lost.
+    pub timeout: Option<Spanned<String>>,
+    /// RPO objective of this target (defaults to `[agent] objective`).
+    pub objective: Option<Spanned<String>>,
+    /// `one-way` (default) or `both` (DynamoDB global tables are multi-active).
+    pub direction: Option<Spanned<String>>,
+    /// S3: key prefix of canaries (default `rpo-canary/`).
+    pub prefix: Option<Spanned<String>>,
+    /// S3: delete our own source canaries once every replica has them.
+    pub delete_seen: Option<bool>,
+    /// Most canaries tracked at once per replica.
+    pub max_pending: Option<Spanned<i64>>,
+    /// SQL: how to authenticate.
+    pub auth: Option<Spanned<RawAuth>>,
+    /// SQL: PEM bundle of CAs to verify the server (e.g. the RDS bundle).
+    pub ca_bundle: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    /// AWS region, e.g. `ap-northeast-1`.
+    pub region: Option<String>,
+    /// S3 bucket in that region.
+    pub bucket: Option<String>,
+    /// SQL connection URL of the writer (source) or reader (replica) endpoint.
+    pub url: Option<String>,
+    /// Custom AWS endpoint (VPC endpoint, local lab).
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Environment variable that holds the database password.
+    pub password_env: Option<String>,
+    /// Use IAM database authentication tokens.
+    pub iam: Option<bool>,
+    /// Secrets Manager secret holding the password.
+    pub secret_arn: Option<String>,
+}
+
+/// Parses the text; type and unknown-key errors name their line and key.
+pub fn parse(origin: &Origin, text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str::<RawConfig>(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let msg = e.message().trim().to_string();
+        if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let key = rest.split('`').next().unwrap_or("").to_string();
+            let expected = rest.split_once(", expected ").map(|(_, x)| x).unwrap_or("");
+            return ConfigError::new(
+                origin,
+                line,
+                &key,
+                "unknown key",
+                &format!("remove it or correct its spelling; valid keys here: {expected}"),
+            );
+        }
+        let key = e.span().map(|s| key_at(text, s.start)).unwrap_or_default();
+        ConfigError::new(
+            origin,
+            line,
+            &key,
+            &msg,
+            "check the value's type and TOML syntax (strings in quotes, durations like \"5s\")",
+        )
+    })
+}
+
+/// The key on the line that holds byte offset `at`, for messages.
+fn key_at(text: &str, at: usize) -> String {
+    let start = text[..at.min(text.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let line = text[start..].lines().next().unwrap_or("");
+    line.split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches(['[', ']'])
+        .to_string()
+}

@@ -1,0 +1,241 @@
+//! The bad-input corpus: every case must fail with the key it names.
+
+use super::*;
+
+const GOOD: &str = r#"
+[agent]
+id = "auto"
+listen = "127.0.0.1:9464"
+objective = "60s"
+
+[[target]]
+name = "orders"
+kind = "dynamodb"
+table = "orders"
+source = { region = "ap-northeast-1" }
+replicas = [{ region = "ap-northeast-3" }]
+interval = "5s"
+timeout = "10m"
+
+[[target]]
+name = "invoices"
+kind = "s3"
+source = { region = "ap-northeast-1", bucket = "invoices-tokyo" }
+replicas = [{ region = "ap-northeast-3", bucket = "invoices-osaka" }]
+prefix = "rpo-canary/"
+objective = "15m"
+
+[[target]]
+name = "core-db"
+kind = "postgres"
+source = { region = "ap-northeast-1", url = "postgres://rpo@writer.example:5432/app" }
+replicas = [{ region = "ap-northeast-3", url = "postgres://rpo@reader.example:5432/app" }]
+auth = { password_env = "RPO_DB_PASSWORD" }
+"#;
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(&Origin::File("rpo.toml".into()), text)
+}
+
+#[test]
+fn the_design_example_is_valid() {
+    let c = parse_str(GOOD).unwrap();
+    assert_eq!(c.targets.len(), 3);
+    assert_eq!(c.agent.id, None);
+    let o = &c.targets[0];
+    assert_eq!(o.kind, Kind::Dynamodb);
+    assert_eq!(o.interval, Duration::from_secs(5));
+    assert_eq!(o.timeout, Duration::from_secs(600));
+    assert_eq!(o.objective, Duration::from_secs(60));
+    assert_eq!(c.targets[1].objective, Duration::from_secs(900));
+    assert_eq!(
+        c.targets[2].auth,
+        Auth::PasswordEnv("RPO_DB_PASSWORD".into())
+    );
+}
+
+/// (what is wrong, replace this, by this, the key the error must name, line)
+const CORPUS: &[(&str, &str, &str, &str, Option<usize>)] = &[
+    (
+        "unknown key",
+        "table = \"orders\"",
+        "tabel = \"orders\"",
+        "tabel",
+        Some(10),
+    ),
+    (
+        "unknown agent key",
+        "objective = \"60s\"",
+        "objectve = \"60s\"",
+        "objectve",
+        Some(5),
+    ),
+    (
+        "unknown endpoint key",
+        "{ region = \"ap-northeast-3\" }",
+        "{ regoin = \"ap-northeast-3\" }",
+        "regoin",
+        Some(12),
+    ),
+    (
+        "bad duration",
+        "interval = \"5s\"",
+        "interval = \"5 parsecs\"",
+        "target[orders].interval",
+        Some(13),
+    ),
+    (
+        "missing table",
+        "table = \"orders\"\n",
+        "",
+        "target[orders].table",
+        Some(7),
+    ),
+    (
+        "replica = source",
+        "replicas = [{ region = \"ap-northeast-3\" }]",
+        "replicas = [{ region = \"ap-northeast-1\" }]",
+        "target[orders].replicas",
+        Some(12),
+    ),
+    (
+        "interval < 100ms",
+        "interval = \"5s\"",
+        "interval = \"50ms\"",
+        "target[orders].interval",
+        Some(13),
+    ),
+    (
+        "objective zero",
+        "objective = \"15m\"",
+        "objective = \"0s\"",
+        "target[invoices].objective",
+        Some(22),
+    ),
+    (
+        "agent objective zero",
+        "objective = \"60s\"",
+        "objective = \"0ms\"",
+        "agent.objective",
+        Some(5),
+    ),
+    (
+        "two targets one name",
+        "name = \"invoices\"",
+        "name = \"orders\"",
+        "target.name",
+        Some(17),
+    ),
+    (
+        "unknown kind",
+        "kind = \"s3\"",
+        "kind = \"gcs\"",
+        "target[invoices].kind",
+        Some(18),
+    ),
+    (
+        "wrong type",
+        "interval = \"5s\"",
+        "interval = 5",
+        "interval",
+        Some(13),
+    ),
+    (
+        "timeout below interval",
+        "timeout = \"10m\"",
+        "timeout = \"1s\"",
+        "target[orders].timeout",
+        Some(14),
+    ),
+    (
+        "bad listen",
+        "listen = \"127.0.0.1:9464\"",
+        "listen = \"localhost\"",
+        "agent.listen",
+        Some(4),
+    ),
+    (
+        "s3 without bucket",
+        "region = \"ap-northeast-3\", bucket = \"invoices-osaka\"",
+        "region = \"ap-northeast-3\"",
+        "target[invoices].replicas.bucket",
+        Some(20),
+    ),
+    (
+        "table on s3",
+        "prefix = \"rpo-canary/\"",
+        "table = \"x\"",
+        "target[invoices].table",
+        Some(21),
+    ),
+    (
+        "two auth methods",
+        "{ password_env = \"RPO_DB_PASSWORD\" }",
+        "{ password_env = \"X\", iam = true }",
+        "target[core-db].auth",
+        Some(29),
+    ),
+    (
+        "mysql url on postgres",
+        "url = \"postgres://rpo@writer.example:5432/app\"",
+        "url = \"mysql://rpo@writer.example/app\"",
+        "target[core-db].source.url",
+        Some(27),
+    ),
+    (
+        "both on s3",
+        "prefix = \"rpo-canary/\"",
+        "direction = \"both\"",
+        "target[invoices].direction",
+        Some(21),
+    ),
+    (
+        "bad region",
+        "source = { region = \"ap-northeast-1\" }",
+        "source = { region = \"Tokyo\" }",
+        "target[orders].source.region",
+        Some(11),
+    ),
+];
+
+#[test]
+fn every_bad_input_names_its_key_line_and_a_fix() {
+    for (what, from, to, key, line) in CORPUS {
+        assert!(GOOD.contains(from), "{what}: corpus text not found");
+        let text = GOOD.replacen(from, to, 1);
+        let err = parse_str(&text).expect_err(what);
+        assert_eq!(&err.key, key, "{what}: {err}");
+        assert_eq!(err.line, *line, "{what}: {err}");
+        assert!(!err.fix.is_empty(), "{what}");
+        let shown = err.to_string();
+        assert!(shown.starts_with("rpo.toml:"), "{what}: {shown}");
+        assert!(shown.contains("fix:"), "{what}: {shown}");
+    }
+}
+
+#[test]
+fn no_target_is_an_error() {
+    let err = parse_str("[agent]\nid = \"a\"\n").unwrap_err();
+    assert_eq!(err.key, "target");
+}
+
+#[test]
+fn passwords_never_reach_messages() {
+    let text = GOOD.replacen(
+        "url = \"postgres://rpo@writer.example:5432/app\"",
+        "url = \"mysql://rpo:hunter2@writer.example/app?password=hunter3\"",
+        1,
+    );
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(!err.contains("hunter"), "{err}");
+    assert_eq!(
+        redact_url("postgres://u:p@h:1/d?sslmode=verify-full&password=x"),
+        "postgres://u:***@h:1/d?sslmode=verify-full&password=***"
+    );
+}
+
+#[test]
+fn env_origin_is_named() {
+    let err = parse(&Origin::Env(CONFIG_ENV), "[agent]\nbogus = 1\n").unwrap_err();
+    assert!(err.to_string().starts_with("$RPO_AGENT_CONFIG:2:"), "{err}");
+}

@@ -1,0 +1,12 @@
+//! rpo-agent: measures how much data a region failure would lose right now.
+//!
+//! Probes × targets → a tracker per (target, replica) → metrics and status.
+//! `config` parses and validates; `scheduler` owns all timing and runs one
+//! writer and one reader per replica for each target; `probe` holds one
+//! module per backend, each implementing a single write and a single read;
+//! `tracker` and `poll` are pure logic on the monotonic clock.
+
+pub mod canary;
+pub mod config;
+pub mod poll;
+pub mod tracker;
