@@ -5,8 +5,16 @@
 //! `/readyz` read (`status`), and the HTTP side (`server`, `healthcheck`).
 //! Nothing here talks to AWS or to a database.
 
+pub mod healthcheck;
+pub mod human;
 pub mod metrics;
+pub mod page;
+mod routes;
+pub mod server;
 pub mod status;
 
+pub use healthcheck::HealthcheckError;
 pub use metrics::{Metrics, ReplicaLabels, ReplicaMetrics};
+pub use routes::METRICS_CONTENT_TYPE;
+pub use server::{bind, serve, ServerError};
 pub use status::{ReplicaStatus, StatusBoard};

@@ -1,0 +1,147 @@
+//! Maps a request to its response: the agent's five routes.
+//!
+//! Kept apart from the connection handling in `server` so that routing is a
+//! plain function of (method, path, shared state), with no I/O of its own:
+//! every handler only reads the registry or the status board.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde::Serialize;
+
+use crate::page;
+use crate::status::{ReplicaStatus, StatusBoard};
+
+/// Content type of the Prometheus text exposition format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// What every handler may read. Cloning is cheap (both are `Arc` inside).
+#[derive(Clone)]
+pub(crate) struct State {
+    pub registry: Registry,
+    pub board: StatusBoard,
+}
+
+pub(crate) type Body = Full<Bytes>;
+
+/// Answers one request. Never fails: problems become 4xx/5xx responses.
+pub(crate) fn route<B>(state: &State, req: &Request<B>) -> Response<Body> {
+    // HEAD is answered like GET; hyper drops the body and keeps the headers.
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET\n",
+        );
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    match req.uri().path() {
+        "/metrics" => metrics(&state.registry),
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => readyz(&state.board),
+        "/" => respond(
+            StatusCode::OK,
+            HTML,
+            page::render(
+                &state.board.agent_id(),
+                &state.board.version(),
+                state.board.is_ready(),
+                &state.board.snapshot(),
+            ),
+        ),
+        "/status.json" => status_json(&state.board),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /, /metrics, /status.json, /healthz or /readyz\n",
+        ),
+    }
+}
+
+fn metrics(registry: &Registry) -> Response<Body> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    match TextEncoder::new().encode(&registry.gather(), &mut buf) {
+        Ok(()) => respond(StatusCode::OK, METRICS_CONTENT_TYPE, buf),
+        Err(e) => {
+            // Only possible with an inconsistent metric family, i.e. a bug.
+            tracing::error!(error = %e, "cannot encode metrics");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot encode metrics: {e}\n"),
+            )
+        }
+    }
+}
+
+fn readyz(board: &StatusBoard) -> Response<Body> {
+    if board.is_ready() {
+        text(StatusCode::OK, "ready\n")
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the targets' start-up checks have not all finished\n",
+        )
+    }
+}
+
+/// One row of `/status.json`: the board's status plus the verdict the page shows.
+#[derive(Serialize)]
+struct JsonReplica {
+    #[serde(flatten)]
+    status: ReplicaStatus,
+    within_objective: bool,
+}
+
+#[derive(Serialize)]
+struct JsonStatus {
+    agent_id: String,
+    version: String,
+    ready: bool,
+    replicas: Vec<JsonReplica>,
+}
+
+fn status_json(board: &StatusBoard) -> Response<Body> {
+    let doc = JsonStatus {
+        agent_id: board.agent_id(),
+        version: board.version(),
+        ready: board.is_ready(),
+        replicas: board
+            .snapshot()
+            .into_iter()
+            .map(|status| JsonReplica {
+                within_objective: status.within_objective(),
+                status,
+            })
+            .collect(),
+    };
+    match serde_json::to_vec_pretty(&doc) {
+        Ok(body) => respond(StatusCode::OK, JSON, body),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode status: {e}\n"),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    respond(status, TEXT, body)
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Every answer is "now"; a cached status page during an incident misleads.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
