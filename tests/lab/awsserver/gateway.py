@@ -1,0 +1,119 @@
+"""The WSGI layer in front of moto: faults, service extensions, journaling.
+
+Why it exists: every AWS API request passes here once, so this is the one place that
+1. reads what the request is (service, region, operation, resources: apirequest.py),
+2. injects API faults (latency, throttling, 5xx) for the matching scope and operation,
+3. lets a service extension answer or prepare (`before`), e.g. create DynamoDB replicas or
+   refuse an S3 bucket asked for in the wrong region,
+4. calls moto, buffered, so the extension can look at the outcome (`after`): queue replication,
+   stamp headers, and
+5. journals successful control-plane calls for replay after a restart.
+
+Service extensions are looked up by the request's SigV4 signing name ("dynamodb", "s3"); a
+service without one (e.g. CloudWatch, to come: "monitoring") goes to moto untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Protocol
+
+from werkzeug.test import EnvironBuilder
+
+from .apirequest import AwsRequest, read_request
+from .faults import FaultState
+from .journal import Journal
+from .replies import Reply
+
+log = logging.getLogger("gateway")
+
+
+class ServiceExtension(Protocol):
+    """What a service module offers the gateway (see dynamodb_global.py)."""
+
+    def journaled(self, req: AwsRequest) -> bool: ...
+    def lock_for(self, req: AwsRequest) -> Any: ...  # context manager around moto + after()
+    def error_reply(self, req: AwsRequest, kind: str) -> Reply: ...
+    def before(self, req: AwsRequest) -> Reply | None: ...
+    def after(self, req: AwsRequest, reply: Reply) -> Reply: ...
+
+
+class Gateway:
+    def __init__(
+        self,
+        moto_app: Callable,
+        faults: FaultState,
+        extensions: dict[str, ServiceExtension],
+        journal: Journal,
+    ):
+        self.moto_app = moto_app
+        self.faults = faults
+        self.extensions = extensions  # keyed by SigV4 signing name
+        self.journal = journal
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+        reply = self.handle(environ, replaying=False)
+        start_response(reply.status_line(), reply.headers)
+        return [reply.body]
+
+    def handle(self, environ: dict[str, Any], replaying: bool) -> Reply:
+        req = read_request(environ)
+        ext = self.extensions.get(req.service or "")
+        if ext is not None and not replaying:
+            injected = self._inject_faults(req, ext)
+            if injected is not None:
+                log.info("fault: %s %s %s -> %s", req.service, req.region, req.op, injected.status)
+                return injected
+        if ext is not None:
+            early = ext.before(req)
+            if early is not None:
+                return early
+            with ext.lock_for(req):
+                reply = self._call_moto(environ)
+                reply = ext.after(req, reply)
+            if not replaying and 200 <= reply.status < 300 and ext.journaled(req):
+                self.journal.record(req.method, req.path, req.query, req.headers, req.body)
+            return reply
+        return self._call_moto(environ)
+
+    def _inject_faults(self, req: AwsRequest, ext: ServiceExtension) -> Reply | None:
+        rules = self.faults.error_rules(req.service or "", req.names, req.op)
+        # Latency first (it delays whatever answer follows), then at most one error.
+        for rule in rules:
+            if rule.kind == "latency":
+                time.sleep(rule.seconds)
+        for rule in rules:
+            if rule.kind != "latency" and self.faults.roll(rule.rate):
+                return ext.error_reply(req, rule.kind)
+        return None
+
+    def _call_moto(self, environ: dict[str, Any]) -> Reply:
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+            captured["status"], captured["headers"] = status, list(headers)
+            return lambda data: None
+
+        app_iter = self.moto_app(environ, start_response)
+        try:
+            body = b"".join(app_iter)
+        finally:
+            if hasattr(app_iter, "close"):
+                app_iter.close()
+        return Reply(int(captured["status"].split(" ", 1)[0]), captured["headers"], body)
+
+    def replay(self, entry: dict[str, Any]) -> int:
+        """Run one journaled request through the pipeline again (no faults, not re-journaled)."""
+        builder = EnvironBuilder(
+            path=entry["path"],
+            method=entry["method"],
+            query_string=entry["query"],
+            headers=entry["headers"],
+            data=entry["body"],
+        )
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        return self.handle(environ, replaying=True).status
