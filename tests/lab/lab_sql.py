@@ -346,9 +346,6 @@ host    {APP_DB}     {APP_USER}  127.0.0.1/32   scram-sha-256
 def pg_up(directory: pathlib.Path, pki: dict, ports: tuple[int, int]) -> dict:
     """initdb + start the primary, create rpo/app, basebackup the standby, wait for streaming."""
     p = _pg_paths(directory)
-    for role in ("primary", "replica"):
-        if _alive(_read_pid(p[role] / "postmaster.pid")):
-            raise RuntimeError(f"PostgreSQL {role} already runs in {p[role]}; run down first")
     shutil.rmtree(p["base"], ignore_errors=True)
     _make_owned_dir(p["base"], "postgres")
     _ensure_traversable(p["base"], "postgres")
@@ -535,9 +532,6 @@ def _my_slave_status(directory: pathlib.Path) -> dict:
 def mysql_up(directory: pathlib.Path, pki: dict, ports: tuple[int, int]) -> dict:
     """Install one datadir, copy it for the replica, start both, wire GTID replication."""
     p = _my_paths(directory)
-    for role in ("primary", "replica"):
-        if _alive(_read_pid(_my_pidfile(directory, role))):
-            raise RuntimeError(f"MariaDB {role} already runs in {p[role]}; run down first")
     shutil.rmtree(p["base"], ignore_errors=True)
     _make_owned_dir(p["base"], "mysql")
     _ensure_traversable(p["base"], "mysql")
@@ -657,6 +651,31 @@ def _tail(path: pathlib.Path, n=20) -> str:
         return ""
 
 
+def _refuse_if_running(directory: pathlib.Path) -> None:
+    """up() wipes DIR/pg and DIR/mysql, so it must not run over a live lab (nor stop it)."""
+    pidfiles = [_pg_paths(directory)[r] / "postmaster.pid" for r in ("primary", "replica")]
+    pidfiles += [_my_pidfile(directory, r) for r in ("primary", "replica")]
+    running = [str(f) for f in pidfiles if _alive(_read_pid(f))]
+    if running:
+        raise RuntimeError(f"SQL servers already run in {directory} ({', '.join(running)}); "
+                           "run down first")
+
+
+def _ports_from_config(directory: pathlib.Path, kind: str) -> dict:
+    """Recover the ports from the servers' own config files when the caller lost `state`."""
+    ports = {}
+    for role in ("primary", "replica"):
+        if kind == "pg":
+            text = (_pg_paths(directory)[role] / "postgresql.conf").read_text()
+        else:
+            text = (_my_paths(directory)["base"] / f"{role}.cnf").read_text()
+        found = re.findall(r"^port\s*=\s*(\d+)", text, re.M)
+        if not found:
+            raise RuntimeError(f"no port in the {role} config under {directory}; is the lab up?")
+        ports[f"{role}_port"] = int(found[-1])  # the last setting wins, as in the servers
+    return ports
+
+
 def _check_socket_room(directory: pathlib.Path) -> None:
     longest = max(len(str(_pg_paths(directory)["run"])), len(str(_my_paths(directory)["run"])))
     if longest > MAX_SOCKET_DIR_LEN:
@@ -684,10 +703,11 @@ def env_for(directory: pathlib.Path, ca: pathlib.Path, pg: dict, my: dict) -> di
 
 
 def up(dir: pathlib.Path, env: dict, args=None) -> dict:  # noqa: A002 (labctl's contract)
-    """Start both pairs (in parallel) under DIR; return lab.env keys plus `_state`."""
+    """Start both pairs (in parallel) under DIR; return lab.env keys plus state (ports, pids)."""
     directory = pathlib.Path(dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     _check_socket_room(directory)
+    _refuse_if_running(directory)
     ensure_packages()
     pki = ensure_pki(directory)
     pg_ports, my_ports = (lambda p: ((p[0], p[1]), (p[2], p[3])))(free_ports(4))
@@ -708,8 +728,32 @@ def up(dir: pathlib.Path, env: dict, args=None) -> dict:  # noqa: A002 (labctl's
         raise RuntimeError("lab_sql up failed:\n" + "\n".join(errors))
     pg, my = futs["postgres"].result(), futs["mysql"].result()
     result = env_for(directory, pki["ca"], pg, my)
-    result["_state"] = {"postgres": pg, "mysql": my}
+    # labctl keeps this whole dict as the component's state (UPPER_CASE keys become lab.env,
+    # the rest is state; `pids` is its safety net and what `lab status` shows).
+    result.update({"postgres": pg, "mysql": my})
+    _refresh_pids(directory, result)
     return result
+
+
+def _state_of(state: dict | None) -> dict:
+    """Accept labctl's flat component dict, or one nested under `_state` (older contract)."""
+    state = state or {}
+    return state.get("_state", state)
+
+
+def _refresh_pids(directory: pathlib.Path, state: dict) -> None:
+    """Record the servers' current PIDs (faults restart them) where labctl looks for them."""
+    pidfiles = {"postgres": [_pg_paths(directory)[r] / "postmaster.pid" for r in ("primary", "replica")],
+                "mysql": [_my_pidfile(directory, r) for r in ("primary", "replica")]}
+    pids = []
+    for service, files in pidfiles.items():
+        for role, f in zip(("primary", "replica"), files):
+            pid = _read_pid(f) if _alive(_read_pid(f)) else None
+            if isinstance(state.get(service), dict):
+                state[service][f"{role}_pid"] = pid
+            if pid:
+                pids.append(pid)
+    state["pids"] = pids
 
 
 def down(dir: pathlib.Path, state: dict | None = None) -> None:  # noqa: A002
@@ -725,8 +769,41 @@ def fault(dir: pathlib.Path, state: dict, argv: list[str]) -> str:  # noqa: A002
     if not argv:
         raise ValueError(f"fault: expected one of {FAULT_SERVICES}")
     service, rest = argv[0], list(argv[1:])
-    if service in ("postgres", "postgresql", "pg"):
-        return pg_fault(directory, state["postgres"], rest)
-    if service in ("mysql", "mariadb"):
-        return mysql_fault(directory, state["mysql"], rest)
+    st = _state_of(state)
+    try:
+        if service in ("postgres", "postgresql", "pg"):
+            return pg_fault(directory, st.get("postgres") or _ports_from_config(directory, "pg"),
+                            rest)
+        if service in ("mysql", "mariadb"):
+            return mysql_fault(directory, st.get("mysql") or _ports_from_config(directory, "my"),
+                               rest)
+    finally:
+        if state is not None:
+            _refresh_pids(directory, st)  # labctl saves the dict it passed in
     raise ValueError(f"fault: unknown service {service!r}; expected one of {FAULT_SERVICES}")
+
+
+def status(dir: pathlib.Path, state: dict) -> str:  # noqa: A002
+    """Two lines for `lab status`: is each replica replicating, and how far behind."""
+    directory = pathlib.Path(dir).resolve()
+    st = _state_of(state)
+    lines = []
+    try:
+        pg = st.get("postgres") or _ports_from_config(directory, "pg")
+        # pg_is_wal_replay_paused() raises outside recovery, hence the CASE.
+        rec = pg_psql(pg["replica_port"], "SELECT pg_is_in_recovery(), CASE WHEN "
+                      "pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END",
+                      timeout=5)
+        lines.append(f"postgres: replica {'standby' if rec.startswith('t') else 'PROMOTED'}"
+                     f"{', replay paused' if rec.endswith('|t') else ''}")
+    except Exception as exc:  # noqa: BLE001 — status must not fail on a stopped server
+        lines.append(f"postgres: {exc}".splitlines()[0])
+    try:
+        s = _my_slave_status(directory)
+        lines.append("mysql: replica " + (
+            f"IO {s.get('Slave_IO_Running')}, SQL {s.get('Slave_SQL_Running')}, "
+            f"delay {s.get('SQL_Delay')} s, behind {s.get('Seconds_Behind_Master')} s"
+            if s else "not replicating (promoted?)"))
+    except Exception as exc:  # noqa: BLE001
+        lines.append(f"mysql: {exc}".splitlines()[0])
+    return "\n".join(lines)

@@ -346,9 +346,9 @@ def main() -> int:
     try:
         lab_sql.ensure_packages()  # outside the timing: a first install takes minutes
         t0 = time.monotonic()
-        env = lab_sql.up(directory, {}, None)
+        state = lab_sql.up(directory, {}, None)  # labctl keeps this dict as our state
         took = time.monotonic() - t0
-        state = env.pop("_state")
+        env = {k: v for k, v in state.items() if k.isupper()}
         expected = {f"{a}_{b}_{c}" for a in ("PG", "MYSQL") for b in ("PRIMARY", "REPLICA")
                     for c in ("URL", "TLS_URL", "PORT")} | {"PG_BIN", "LAB_CA_BUNDLE"}
         check("up: returns every lab.env key", expected <= env.keys(),
@@ -356,6 +356,10 @@ def main() -> int:
         check("up: both pairs up", True,
               f"total {took:.2f} s (postgres {state['postgres']['up_seconds']:.2f} s, "
               f"mysql {state['mysql']['up_seconds']:.2f} s, in parallel)")
+        st = lab_sql.status(directory, state)
+        check("status: both replicas replicating", "standby" in st and "IO Yes, SQL Yes" in st,
+              st.replace("\n", "; "))
+        check("up: pids recorded for labctl", len(state.get("pids", [])) == 4)
         test_postgres(directory, env, state)
         test_mysql(directory, env, state)
     except Exception as exc:  # noqa: BLE001
@@ -366,7 +370,8 @@ def main() -> int:
         took = time.monotonic() - t0
         left = lab_processes(directory)
         check("down: no process left under DIR", not left, f"{took:.2f} s; " + "; ".join(left))
-        ports = [v[f"{r}_port"] for v in state.values() for r in ("primary", "replica")]
+        ports = [state[s][f"{r}_port"] for s in ("postgres", "mysql") if s in state
+                 for r in ("primary", "replica")]
         check("down: every port closed", not any(port_open(pt) for pt in ports))
         lab_sql.down(directory, state)
         check("down: idempotent", True)
