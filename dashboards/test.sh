@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Tests of the rpo-agent dashboards and rules. Run from anywhere:
+#   bash dashboards/test.sh                         # offline: rules, promtool tests, dashboards
+#   bash dashboards/test.sh --prometheus URL        # also run every panel query against URL
+# Needs promtool/amtool (Debian packages prometheus, prometheus-alertmanager; installed here
+# with apt-get when missing) and python3. Last line: "N passed, N failed"; exit 1 on failure.
+set -u
+cd "$(dirname "$0")"
+PROM_URL=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prometheus) PROM_URL="$2"; shift 2 ;;
+    *) echo "usage: $0 [--prometheus URL]" >&2; exit 2 ;;
+  esac
+done
+
+passed=0; failed=0
+ok()   { passed=$((passed + 1)); echo "PASS: $*"; }
+bad()  { failed=$((failed + 1)); echo "FAIL: $*"; }
+step() { # step NAME CMD...: one test, output shown only on failure
+  local name="$1"; shift
+  local out
+  if out="$("$@" 2>&1)"; then ok "$name"; else bad "$name"; echo "$out" | sed 's/^/    /'; fi
+}
+
+ensure_pkg() { # ensure_pkg BINARY PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { echo "$1 missing and not root: apt-get install $2" >&2; return 1; }
+  local apt=(apt-get -y -q -o DPkg::Lock::Timeout=300 install --no-install-recommends "$2")
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/tmp/rpo-dashboards-apt.log 2>&1 || {
+    apt-get -q -o DPkg::Lock::Timeout=300 update >>/tmp/rpo-dashboards-apt.log 2>&1
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" >>/tmp/rpo-dashboards-apt.log 2>&1
+  }
+  command -v "$1" >/dev/null 2>&1
+}
+
+if ensure_pkg promtool prometheus; then ok "promtool available"; else bad "promtool available"; fi
+if ensure_pkg amtool prometheus-alertmanager; then ok "amtool available"; else bad "amtool available"; fi
+
+if command -v promtool >/dev/null 2>&1; then
+  for f in rules/*.yml; do step "promtool check rules $f" promtool check rules "$f"; done
+  for f in tests/*.yml; do step "promtool test rules $f" promtool test rules "$f"; done
+  step "promtool check config prometheus.example.yml" promtool check config prometheus.example.yml
+fi
+if command -v amtool >/dev/null 2>&1; then
+  step "amtool check-config alertmanager.example.yml" amtool check-config alertmanager.example.yml
+fi
+
+# Static dashboard and rule checks: one line per check.
+out="$(python3 check_dashboards.py 2>&1)"; rc=$?
+while IFS= read -r line; do
+  case "$line" in
+    PASS:*) passed=$((passed + 1)); echo "$line" ;;
+    FAIL:*) failed=$((failed + 1)); echo "$line" ;;
+  esac
+done <<<"$out"
+if [ $rc -ne 0 ] && ! grep -q '^FAIL:' <<<"$out"; then bad "check_dashboards.py crashed"; echo "$out"; fi
+
+step "check_panels.py unit tests (stub Prometheus API)" python3 test_check_panels.py
+
+if [ -n "$PROM_URL" ]; then
+  step "check_panels.py against $PROM_URL" python3 check_panels.py --prometheus "$PROM_URL" -q
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
