@@ -25,6 +25,7 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+import werkzeug.serving
 from werkzeug.serving import make_server
 
 from .control import make_control_server, serve_in_thread
@@ -34,6 +35,7 @@ from .gateway import Gateway
 from .ground_truth import GroundTruth
 from .journal import Journal
 from .replication import Replicator
+from .s3_replication import S3Replication
 
 log = logging.getLogger("server")
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # werkzeug colours its request lines with ANSI codes even into a file; aws.log is for grep.
+    werkzeug.serving._log_add_style = False  # type: ignore[attr-defined]
     started = time.monotonic()
     args.dir.mkdir(parents=True, exist_ok=True)
 
@@ -71,9 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     journal = Journal(args.dir / "aws-journal.jsonl")
     replicator = Replicator(faults)
     dynamodb = DynamoDBGlobalTables(replicator, ground_truth)
+    s3 = S3Replication(replicator, ground_truth)
     # Keyed by SigV4 signing name; a service missing here (CloudWatch: "monitoring", later)
     # reaches moto untouched.
-    extensions = {"dynamodb": dynamodb}
+    extensions = {"dynamodb": dynamodb, "s3": s3}
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     for backend in _WARM_BACKENDS:
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             "faults": faults.snapshot(),
             "replication": replicator.status(),
             "dynamodb_global_tables": dynamodb.status(),
+            "s3_replication": s3.status(),
         }
 
     aws = make_server(args.host, args.port, gateway, threaded=True, request_handler=MotoRequestHandler)
