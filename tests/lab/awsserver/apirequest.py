@@ -69,8 +69,28 @@ def read_request(environ: dict[str, Any]) -> AwsRequest:
     if req.service == "dynamodb":
         _read_dynamodb(req)
     elif req.service == "s3":
+        _normalize_localhost_vhost(environ, req)
         _read_s3(req)
     return req
+
+
+def _normalize_localhost_vhost(environ: dict[str, Any], req: AwsRequest) -> None:
+    """`http://bucket.localhost:PORT/key` -> path style, which is all moto's server mode knows
+    for a local host name (it handles `bucket.s3.REGION.amazonaws.com` itself)."""
+    host = req.headers.get("host", "")
+    name, _, port = host.partition(":")
+    if not name.endswith(".localhost") or name == ".localhost":
+        return
+    bucket = name[: -len(".localhost")]
+    req.path = f"/{bucket}{req.path if req.path != '/' else ''}"
+    environ["PATH_INFO"] = req.path
+    # moto reads the raw request target too (RAW_URI / REQUEST_URI): rewrite it alike.
+    for key in ("RAW_URI", "REQUEST_URI"):
+        raw = environ.get(key)
+        if raw:
+            rest = raw[1:] if raw == "/" or raw.startswith("/?") else raw  # "/?x" -> "/bucket?x"
+            environ[key] = f"/{bucket}{rest}"
+    req.headers["host"] = environ["HTTP_HOST"] = f"localhost:{port}" if port else "localhost"
 
 
 # ---- DynamoDB (and DynamoDB Streams, which signs as "dynamodb" too) ----------------------------
@@ -143,10 +163,8 @@ _OBJECT_SUBRESOURCES = {
 
 
 def _bucket_from_host(host: str) -> str | None:
-    """Virtual-host style: `bucket.localhost:PORT` or `bucket.s3.REGION.amazonaws.com`."""
+    """Virtual-host style `bucket.s3.REGION.amazonaws.com` (`.localhost` was made path style)."""
     host = host.split(":", 1)[0]
-    if host.endswith(".localhost"):
-        return host[: -len(".localhost")] or None
     m = re.match(r"^(.+)\.s3[.-]", host)
     return m.group(1) if m else None
 
@@ -161,7 +179,11 @@ def _read_s3(req: AwsRequest) -> None:
         req.bucket = parts[0] or None
         req.key = parts[1] if len(parts) > 1 and parts[1] else None
     if req.key is not None:
-        req.key = unquote(req.key) if "%" in req.key else req.key
+        # PATH_INFO is already percent-decoded, as latin-1 text of the UTF-8 bytes (PEP 3333).
+        try:
+            req.key = req.key.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            pass
     if req.bucket:
         req.names = [req.bucket]
     req.op = s3_operation(req.method, req.bucket, req.key, req.query_args, req.headers)
