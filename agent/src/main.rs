@@ -1,1 +1,192 @@
-fn main() {}
+//! The `rpo-agent` binary: the CLI edge. Typed errors from the library are
+//! turned into messages and exit codes here (0 ok, 1 a probe failed, 2 bad
+//! configuration or usage).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use prometheus::Registry;
+use rpo_agent::config::{self, Config};
+use rpo_agent::shutdown::Shutdown;
+use rpo_agent::{agent_id, once, routes, scheduler};
+use rpo_exporter::{Metrics, StatusBoard};
+use tracing::{error, info};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Parser)]
+#[command(
+    name = "rpo-agent",
+    version,
+    about = "Measures cross-region replication lag and RPO with canaries"
+)]
+struct Cli {
+    /// Log format: human text, or JSON lines for log pipelines.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: write canaries, measure, serve /metrics.
+    Run {
+        /// TOML configuration file; without it, $RPO_AGENT_CONFIG holds the text.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// One round on every target, printed as a table (exit 1 if any failed).
+    Once {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// How long to wait for each canary.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Validate the configuration only (no network).
+    Validate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Ask a running agent's /healthz (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RPO_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+    });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().flatten_event(true).init(),
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("rpo-agent: invalid configuration\n{e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let result = match cli.command {
+            Command::Run { config } => match load(config.as_deref()) {
+                Ok(c) => run(c).await,
+                Err(code) => return code,
+            },
+            Command::Once { config, wait } => match load(config.as_deref()) {
+                Ok(c) => run_once(c, wait).await,
+                Err(code) => return code,
+            },
+            Command::Validate { config } => match load(config.as_deref()) {
+                Ok(c) => {
+                    println!("configuration ok: {} target(s)", c.targets.len());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(code) => return code,
+            },
+            Command::Healthcheck { url } => {
+                match rpo_exporter::healthcheck::check(&url, Duration::from_secs(3)).await {
+                    Ok(()) => Ok(ExitCode::SUCCESS),
+                    Err(e) => {
+                        eprintln!("rpo-agent healthcheck: {e}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                }
+            }
+        };
+        result.unwrap_or_else(|e| {
+            error!("{e:#}");
+            eprintln!("rpo-agent: {e:#}");
+            ExitCode::FAILURE
+        })
+    })
+}
+
+async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
+    let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
+    let registry = Registry::new();
+    let metrics = Metrics::new(&registry, VERSION).context("registering metrics")?;
+    let board = StatusBoard::new(&id, VERSION);
+    let listener = rpo_exporter::server::bind(&cfg.agent.listen.to_string()).await?;
+    info!(agent_id = %id, listen = %listener.local_addr()?, targets = cfg.targets.len(), version = VERSION, "rpo-agent starting");
+    let routes = routes::build(&cfg, &id, &metrics).await?;
+
+    let (stop_tx, shutdown) = Shutdown::new();
+    let (server_stop_tx, mut server_stop) = Shutdown::new();
+    let server = tokio::spawn(rpo_exporter::server::serve(
+        listener,
+        registry,
+        board.clone(),
+        async move { server_stop.recv().await },
+    ));
+    let sched = tokio::spawn(scheduler::run(
+        routes,
+        metrics,
+        board,
+        shutdown,
+        cfg.agent.shutdown_grace,
+    ));
+
+    wait_for_signal().await;
+    info!("shutting down: no new canaries; waiting for in-flight reads");
+    let _ = stop_tx.send(true);
+    if let Err(e) = sched.await {
+        error!("scheduler task failed: {e}");
+    }
+    let _ = server_stop_tx.send(true);
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!("http server: {e}"),
+        Err(e) => error!("http server task failed: {e}"),
+    }
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run_once(cfg: Config, wait: Duration) -> anyhow::Result<ExitCode> {
+    let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
+    let metrics = Metrics::new(&Registry::new(), VERSION)?;
+    let routes = routes::build(&cfg, &id, &metrics).await?;
+    let rows = once::run(&routes, wait).await;
+    print!("{}", once::table(&rows));
+    Ok(if rows.iter().all(|r| r.ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -5,7 +5,8 @@
 //! pins the window's lower edge), then reads again in small steps that double
 //! while the canary stays missing, capped so that detection delay never
 //! exceeds about 1 % of the canary's age nor one interval. With a steady lag
-//! that costs 2–4 reads per canary for a window of a few milliseconds.
+//! that costs 2–4 reads per canary for a window of a few milliseconds. With
+//! no history yet, steps grow geometrically (a quarter of the age per read).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -24,27 +25,42 @@ const MIN_GUARD: Duration = Duration::from_millis(10);
 /// Recent lags of one (target, replica) pair.
 #[derive(Debug, Default, Clone)]
 pub struct LagModel {
-    recent: VecDeque<Duration>,
+    /// Estimated arrival delays, with whether their window was narrow.
+    recent: VecDeque<(Duration, bool)>,
 }
 
 impl LagModel {
-    /// Records a canary's lag (the middle of its miss→hit window is the best
-    /// estimate of the true arrival).
+    /// Records a canary's lag. The middle of its miss→hit window is the best
+    /// estimate of the true arrival, but a wide window (the first read already
+    /// hit) says little, so one sample moves the estimate down by 10 % at most.
     pub fn record(&mut self, lag: Duration, uncertainty: Duration) {
-        let mid = lag.saturating_sub(uncertainty / 2);
+        let mid = lag.saturating_sub((uncertainty / 2).min(lag / 10 + MIN_STEP));
+        let precise = uncertainty <= (MIN_GUARD * 2).max(lag / 50);
+        if precise {
+            // Cold-start guesses would otherwise widen the spread for a while.
+            self.recent.retain(|(_, p)| *p);
+        }
         if self.recent.len() == HISTORY {
             self.recent.pop_front();
         }
-        self.recent.push_back(mid);
+        self.recent.push_back((mid, precise));
+    }
+
+    fn delays(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.recent.iter().map(|(d, _)| *d)
     }
 
     fn lo(&self) -> Option<Duration> {
-        self.recent.iter().min().copied()
+        self.delays().min()
+    }
+
+    fn hi(&self) -> Option<Duration> {
+        self.delays().max()
     }
 
     fn spread(&self) -> Duration {
-        match (self.recent.iter().min(), self.recent.iter().max()) {
-            (Some(a), Some(b)) => *b - *a,
+        match (self.lo(), self.hi()) {
+            (Some(a), Some(b)) => b - a,
             _ => Duration::ZERO,
         }
     }
@@ -74,7 +90,15 @@ impl LagModel {
         match p.last_miss {
             Some(miss) if miss >= first => {
                 let age = miss.saturating_duration_since(p.acked);
-                let cap = (age / 100).max(self.base_step()).min(interval);
+                // Near the predicted arrival, steps stay within 1 % of the age
+                // (the error budget); with no prediction, or long past it (a
+                // stall), they grow by a quarter of the age per read so a
+                // cold start costs tens of reads, not hundreds.
+                let expected = self
+                    .hi()
+                    .is_some_and(|hi| age <= hi + hi / 4 + MIN_GUARD * 2);
+                let share = if expected { age / 100 } else { age / 4 };
+                let cap = share.max(self.base_step()).min(interval);
                 let step = (miss - first).clamp(self.base_step(), cap.max(self.base_step()));
                 miss + step
             }
@@ -140,6 +164,26 @@ mod tests {
             assert!(reads <= 4.0, "{delay:?}: {reads} reads per canary");
             assert!(err <= max_err, "{delay:?}: error {err:?}");
         }
+    }
+
+    #[test]
+    fn a_cold_start_costs_tens_of_reads_not_hundreds() {
+        let t0 = Instant::now();
+        let m = LagModel::default();
+        let mut p = Pending {
+            seq: 1,
+            sent: t0,
+            acked: t0,
+            last_miss: None,
+            reads: 0,
+            lost: false,
+        };
+        let mut reads = 0;
+        while p.last_miss.is_none_or(|m| m < t0 + ms(30_000)) {
+            p.last_miss = Some(m.next_read(&p, ms(60_000)));
+            reads += 1;
+        }
+        assert!(reads <= 45, "{reads} reads to reach 30 s");
     }
 
     #[test]

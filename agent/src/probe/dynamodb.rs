@@ -1,0 +1,243 @@
+//! DynamoDB global tables (version 2019.11.21).
+//!
+//! One canary item per agent and route, overwritten each round: `PutItem` in
+//! the source region, `GetItem ConsistentRead=true` in each replica region.
+//! The table's key schema is discovered with `DescribeTable`, never assumed:
+//! the partition key gets `rpo-canary#<agent>#<target>`, a sort key (if any)
+//! gets `rpo-canary` (or 0 when numeric). Items carry `ttl` = now + 1 day so
+//! the canaries of agents that went away expire by themselves.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::Client;
+
+use crate::aws::errors::from_sdk;
+use crate::probe::{Canary, Probe, ProbeError};
+use crate::tracker::Observation;
+
+const CANARY_TTL_SECONDS: u64 = 86_400;
+
+/// A region and its client.
+pub struct Side {
+    pub region: String,
+    pub client: Client,
+}
+
+#[derive(Debug, Clone)]
+struct Schema {
+    partition_key: String,
+    sort_key: Option<(String, AttributeValue)>,
+}
+
+/// The probe of one DynamoDB route.
+pub struct DynamoProbe {
+    table: String,
+    item_key: String,
+    agent_id: String,
+    source: Side,
+    replicas: Vec<Side>,
+    schema: RwLock<Option<Schema>>,
+}
+
+impl DynamoProbe {
+    pub fn new(
+        table: String,
+        item_key: String,
+        agent_id: String,
+        source: Side,
+        replicas: Vec<Side>,
+    ) -> Self {
+        DynamoProbe {
+            table,
+            item_key,
+            agent_id,
+            source,
+            replicas,
+            schema: RwLock::new(None),
+        }
+    }
+
+    fn schema(&self) -> Result<Schema, ProbeError> {
+        self.schema.read().unwrap().clone().ok_or_else(|| {
+            ProbeError::transient(
+                "DescribeTable",
+                "not_prepared",
+                "the table was not described yet",
+            )
+        })
+    }
+
+    fn key(&self, s: &Schema) -> HashMap<String, AttributeValue> {
+        let mut key = HashMap::new();
+        key.insert(
+            s.partition_key.clone(),
+            AttributeValue::S(self.item_key.clone()),
+        );
+        if let Some((name, value)) = &s.sort_key {
+            key.insert(name.clone(), value.clone());
+        }
+        key
+    }
+
+    async fn describe(
+        &self,
+        side: &Side,
+    ) -> Result<aws_sdk_dynamodb::types::TableDescription, ProbeError> {
+        let out = side
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut err = from_sdk("DescribeTable", &e);
+                if err.code == "ResourceNotFoundException" {
+                    err.message = format!(
+                        "table `{}` does not exist in {}: create it, or add the region as a replica of the global table",
+                        self.table, side.region
+                    );
+                }
+                err
+            })?;
+        out.table.ok_or_else(|| {
+            ProbeError::transient(
+                "DescribeTable",
+                "response",
+                "DescribeTable returned no table",
+            )
+        })
+    }
+}
+
+/// Reads the key schema, refusing key types a canary key cannot fill.
+fn schema_of(
+    table: &str,
+    d: &aws_sdk_dynamodb::types::TableDescription,
+) -> Result<Schema, ProbeError> {
+    let type_of = |name: &str| {
+        d.attribute_definitions()
+            .iter()
+            .find(|a| a.attribute_name() == name)
+            .map(|a| a.attribute_type().clone())
+    };
+    let mut partition_key = None;
+    let mut sort_key = None;
+    for k in d.key_schema() {
+        let name = k.attribute_name().to_string();
+        let ty = type_of(&name);
+        match (k.key_type(), ty) {
+            (KeyType::Hash, Some(ScalarAttributeType::S)) => partition_key = Some(name),
+            (KeyType::Range, Some(ScalarAttributeType::S)) => {
+                sort_key = Some((name, AttributeValue::S("rpo-canary".into())))
+            }
+            (KeyType::Range, Some(ScalarAttributeType::N)) => sort_key = Some((name, AttributeValue::N("0".into()))),
+            (kt, ty) => {
+                return Err(ProbeError::config(
+                    "DescribeTable",
+                    "unsupported_key_schema",
+                    format!(
+                        "table `{table}`: key `{name}` ({kt:?}) has type {ty:?}; the canary needs a string partition key and a string or number sort key — use a dedicated canary table"
+                    ),
+                ))
+            }
+        }
+    }
+    let partition_key = partition_key.ok_or_else(|| {
+        ProbeError::config(
+            "DescribeTable",
+            "unsupported_key_schema",
+            format!("table `{table}` has no partition key"),
+        )
+    })?;
+    Ok(Schema {
+        partition_key,
+        sort_key,
+    })
+}
+
+#[async_trait]
+impl Probe for DynamoProbe {
+    async fn prepare(&self) -> Result<(), ProbeError> {
+        let desc = self.describe(&self.source).await?;
+        let schema = schema_of(&self.table, &desc)?;
+        let listed: Vec<&str> = desc
+            .replicas()
+            .iter()
+            .filter_map(|r| r.region_name())
+            .collect();
+        for r in &self.replicas {
+            if !listed.contains(&r.region.as_str()) {
+                return Err(ProbeError::config(
+                    "DescribeTable",
+                    "replica_not_in_global_table",
+                    format!(
+                        "table `{}` in {} does not list {} among its replicas (it lists {:?}): add the replica (UpdateTable ReplicaUpdates Create), or fix the target's replicas",
+                        self.table, self.source.region, r.region, listed
+                    ),
+                ));
+            }
+            self.describe(r).await?;
+        }
+        *self.schema.write().unwrap() = Some(schema);
+        Ok(())
+    }
+
+    async fn write(&self, canary: Canary) -> Result<(), ProbeError> {
+        let s = self.schema()?;
+        let ttl = canary.written_at_us / 1_000_000 + CANARY_TTL_SECONDS;
+        let mut item = self.key(&s);
+        item.insert("seq".into(), AttributeValue::N(canary.seq.to_string()));
+        item.insert(
+            "written_at_us".into(),
+            AttributeValue::N(canary.written_at_us.to_string()),
+        );
+        item.insert("agent".into(), AttributeValue::S(self.agent_id.clone()));
+        item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
+        self.source
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| from_sdk("PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn read(&self, replica: usize, _awaited: &[u64]) -> Result<Observation, ProbeError> {
+        let s = self.schema()?;
+        let side = &self.replicas[replica];
+        let out = side
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(&s)))
+            .consistent_read(true)
+            .projection_expression("#s")
+            .expression_attribute_names("#s", "seq")
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", &e))?;
+        let seq = match out.item().and_then(|i| i.get("seq")) {
+            None => None,
+            Some(AttributeValue::N(n)) => Some(n.parse::<u64>().map_err(|_| {
+                ProbeError::transient(
+                    "GetItem",
+                    "bad_canary",
+                    format!("canary item has a non-integer seq `{n}`"),
+                )
+            })?),
+            Some(_) => {
+                return Err(ProbeError::transient(
+                    "GetItem",
+                    "bad_canary",
+                    "canary item's seq is not a number",
+                ))
+            }
+        };
+        Ok(Observation::UpTo(seq))
+    }
+}

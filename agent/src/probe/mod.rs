@@ -1,0 +1,82 @@
+//! One module per backend; each implements a single write and a single read.
+//!
+//! The scheduler owns all timing, retries and bookkeeping; a probe only knows
+//! how to put one canary into its store and how to look for canaries in one
+//! replica. That keeps every backend small and lets the same tracker and poll
+//! planner serve them all.
+
+pub mod dynamodb;
+
+use async_trait::async_trait;
+
+use crate::tracker::Observation;
+
+/// The outcome class of a failed call: it decides how the agent reacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttling, 5xx, timeouts, connection loss: retry on the next round.
+    Transient,
+    /// The store is set up wrongly (missing table, no replica, versioning
+    /// off…): report it as a configuration problem, not as lag.
+    Config,
+}
+
+/// A failed probe call. `code` is a bounded label value; `message` is free of
+/// secrets (probes never put credentials or passwords in it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op} failed ({code}): {message}")]
+pub struct ProbeError {
+    pub op: &'static str,
+    pub code: String,
+    pub message: String,
+    pub class: ErrorClass,
+}
+
+impl ProbeError {
+    pub fn transient(
+        op: &'static str,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ProbeError {
+            op,
+            code: code.into(),
+            message: message.into(),
+            class: ErrorClass::Transient,
+        }
+    }
+
+    pub fn config(op: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ProbeError {
+            op,
+            code: code.into(),
+            message: message.into(),
+            class: ErrorClass::Config,
+        }
+    }
+}
+
+/// A canary to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Canary {
+    pub seq: u64,
+    /// Wall-clock write time, µs since the epoch (stored beside `seq` so a
+    /// person looking at the store can read it).
+    pub written_at_us: u64,
+}
+
+/// One backend's view of one route: a source and its replicas.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// Discovers what the probe needs (key schema, clients) and checks the
+    /// set-up. Called before the first write and again after a failure.
+    async fn prepare(&self) -> Result<(), ProbeError>;
+
+    /// Writes one canary in the source.
+    async fn write(&self, canary: Canary) -> Result<(), ProbeError>;
+
+    /// Looks for canaries in replica `replica` (index into the route's
+    /// replicas). `awaited` lists the canaries still awaited there, oldest
+    /// first; stores that replicate in order may ignore it.
+    async fn read(&self, replica: usize, awaited: &[u64]) -> Result<Observation, ProbeError>;
+}

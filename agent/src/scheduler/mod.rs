@@ -1,0 +1,131 @@
+//! The scheduler owns all timing: when canaries are written, when replicas
+//! are read, when gauges refresh, and how shutdown drains.
+//!
+//! Per route it runs one writer task, one reader task per replica and one
+//! refresher; the backend probe only implements a single write and read.
+
+mod pair;
+mod reader;
+mod writer;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rpo_exporter::{Metrics, StatusBoard};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use pair::PairState;
+
+use crate::routes::Route;
+use crate::shutdown::Shutdown;
+
+/// How often gauges (which grow with time during a stall) are refreshed.
+const REFRESH_EVERY: Duration = Duration::from_millis(250);
+
+/// What the tasks of one route share.
+pub struct RouteRun {
+    pub route: Route,
+    pub pairs: Vec<Arc<Mutex<PairState>>>,
+    pub wake_readers: Vec<Arc<Notify>>,
+}
+
+/// Counts routes that have not prepared yet; the agent is ready at zero.
+#[derive(Clone)]
+pub struct Readiness {
+    unprepared: Arc<AtomicUsize>,
+    board: StatusBoard,
+}
+
+impl Readiness {
+    pub fn route_prepared(&self) {
+        if self.unprepared.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.board.set_ready(true);
+        }
+    }
+}
+
+/// Runs every route until `shutdown`, then lets readers drain in-flight
+/// canaries for at most `grace`.
+pub async fn run(
+    routes: Vec<Route>,
+    metrics: Metrics,
+    board: StatusBoard,
+    shutdown: Shutdown,
+    grace: Duration,
+) {
+    let readiness = Readiness {
+        unprepared: Arc::new(AtomicUsize::new(routes.len())),
+        board: board.clone(),
+    };
+    if routes.is_empty() {
+        board.set_ready(true);
+    }
+    let mut tasks = JoinSet::new();
+    let mut runs = Vec::new();
+    for route in routes {
+        let pairs = (0..route.replica_regions.len())
+            .map(|i| {
+                let labels = route.labels(i);
+                let m = metrics.replica(&labels);
+                Arc::new(Mutex::new(PairState::new(
+                    labels,
+                    route.canary_key.clone(),
+                    m,
+                    route.timeout,
+                    route.max_pending,
+                    route.objective,
+                    route.interval,
+                )))
+            })
+            .collect();
+        let wake_readers = (0..route.replica_regions.len())
+            .map(|_| Arc::new(Notify::new()))
+            .collect();
+        runs.push(Arc::new(RouteRun {
+            route,
+            pairs,
+            wake_readers,
+        }));
+    }
+    for run in &runs {
+        tasks.spawn(writer::run(
+            run.clone(),
+            shutdown.clone(),
+            readiness.clone(),
+        ));
+        for i in 0..run.pairs.len() {
+            tasks.spawn(reader::run(run.clone(), i, shutdown.clone(), grace));
+        }
+    }
+    let refresher = tokio::spawn(refresh_loop(runs.clone(), board.clone()));
+    while let Some(res) = tasks.join_next().await {
+        if let Err(e) = res {
+            tracing::error!("a probe task failed: {e}");
+        }
+    }
+    refresher.abort();
+    refresh_once(&runs, &board);
+}
+
+fn refresh_once(runs: &[Arc<RouteRun>], board: &StatusBoard) {
+    let now = Instant::now();
+    for run in runs {
+        for p in &run.pairs {
+            let mut p = p.lock().unwrap();
+            let status = p.refresh(now);
+            board.update(&p.labels, status);
+        }
+    }
+}
+
+async fn refresh_loop(runs: Vec<Arc<RouteRun>>, board: StatusBoard) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        refresh_once(&runs, &board);
+    }
+}

@@ -1,0 +1,212 @@
+//! The state of one (route, replica) pair and how probe results change it.
+//!
+//! Writer, reader and refresher tasks share a `PairState` behind a mutex that
+//! is never held across an `.await`; every metric and status update for the
+//! pair happens here, so the tasks only deal with timing.
+
+use std::time::Duration;
+
+use rpo_exporter::{ReplicaLabels, ReplicaMetrics, ReplicaStatus};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::canary::unix_seconds;
+use crate::poll::LagModel;
+use crate::probe::{ErrorClass, ProbeError};
+use crate::tracker::{Event, Observation, ReadSpan, Tracker};
+
+/// Repeated identical errors are logged once a minute, not every round.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+
+pub struct PairState {
+    pub labels: ReplicaLabels,
+    canary_key: String,
+    tracker: Tracker,
+    model: LagModel,
+    metrics: ReplicaMetrics,
+    status: ReplicaStatus,
+    write_ok: bool,
+    read_ok: bool,
+    last_logged: Option<(String, Instant)>,
+}
+
+impl PairState {
+    pub fn new(
+        labels: ReplicaLabels,
+        canary_key: String,
+        metrics: ReplicaMetrics,
+        timeout: Duration,
+        max_pending: usize,
+        objective: Duration,
+        interval: Duration,
+    ) -> Self {
+        metrics.objective.set(objective.as_secs_f64());
+        metrics.interval.set(interval.as_secs_f64());
+        metrics.probe_up.set(0);
+        let status = ReplicaStatus::new(&labels, objective.as_secs_f64());
+        PairState {
+            labels,
+            canary_key,
+            tracker: Tracker::new(timeout, max_pending),
+            model: LagModel::default(),
+            metrics,
+            status,
+            write_ok: false,
+            read_ok: false,
+            last_logged: None,
+        }
+    }
+
+    /// When the replica should be read next; `None` when nothing is awaited.
+    pub fn next_read(&self, interval: Duration) -> Option<Instant> {
+        self.tracker
+            .awaited()
+            .map(|p| self.model.next_read(p, interval))
+            .min()
+    }
+
+    /// The seqs still awaited, oldest first.
+    pub fn awaited(&self) -> Vec<u64> {
+        self.tracker.awaited().map(|p| p.seq).collect()
+    }
+
+    pub fn has_awaited(&self) -> bool {
+        self.tracker.pending_count() > 0
+    }
+
+    pub fn on_write(&mut self, seq: u64, sent: Instant, acked: Instant) {
+        self.write_ok = true;
+        self.metrics.written.inc();
+        let events = self.tracker.written(seq, sent, acked);
+        self.apply(events);
+        self.recovered_if_up();
+    }
+
+    pub fn on_error(&mut self, err: &ProbeError, during_read: bool) {
+        if during_read {
+            self.read_ok = false;
+        } else {
+            self.write_ok = false;
+        }
+        self.metrics.probe_up.set(0);
+        self.metrics.probe_error(err.op, &err.code);
+        self.status.last_error = Some(err.to_string());
+        let now = Instant::now();
+        let repeat = matches!(&self.last_logged, Some((c, t)) if c == &err.code && now - *t < ERROR_LOG_EVERY);
+        let l = &self.labels;
+        if repeat {
+            debug!(target = %l.target, replica_region = %l.replica_region, op = err.op, code = %err.code, "{}", err.message);
+            return;
+        }
+        self.last_logged = Some((err.code.clone(), now));
+        match err.class {
+            ErrorClass::Config => error!(
+                target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
+                op = err.op, code = %err.code, "configuration problem, not lag: {}", err.message
+            ),
+            ErrorClass::Transient => warn!(
+                target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
+                op = err.op, code = %err.code, "probe error: {}", err.message
+            ),
+        }
+    }
+
+    pub fn on_read(&mut self, span: ReadSpan, obs: &Observation) {
+        self.read_ok = true;
+        self.metrics.reads.inc();
+        let events = self.tracker.observe(span, obs);
+        self.apply(events);
+        self.recovered_if_up();
+    }
+
+    fn recovered_if_up(&mut self) {
+        if self.write_ok && self.read_ok && self.last_logged.take().is_some() {
+            self.status.last_error = None;
+            info!(target = %self.labels.target, replica_region = %self.labels.replica_region, "probe recovered");
+        }
+    }
+
+    fn apply(&mut self, events: Vec<Event>) {
+        let l = &self.labels;
+        for e in events {
+            match e {
+                Event::Observed {
+                    seq,
+                    lag,
+                    uncertainty,
+                    reads,
+                } => {
+                    self.metrics.observed.inc();
+                    self.metrics.lag.observe(lag.as_secs_f64());
+                    self.metrics.uncertainty.observe(uncertainty.as_secs_f64());
+                    self.metrics.last_success.set(unix_seconds());
+                    self.model.record(lag, uncertainty);
+                    debug!(
+                        target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
+                        seq, lag_seconds = lag.as_secs_f64(), uncertainty_seconds = uncertainty.as_secs_f64(), reads,
+                        "canary observed"
+                    );
+                }
+                Event::Lost { seq, age } => {
+                    self.metrics.lost.inc();
+                    warn!(
+                        target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
+                        seq, key = %self.canary_key, age_seconds = age.as_secs_f64(),
+                        "canary lost: not seen in the replica within the timeout"
+                    );
+                }
+                Event::Failed { seq } => {
+                    self.metrics.failed.inc();
+                    warn!(
+                        target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
+                        seq, key = %self.canary_key, "canary replication FAILED (reported by the store)"
+                    );
+                }
+                Event::LateArrival { seq, lag } => info!(
+                    target = %l.target, replica_region = %l.replica_region, seq, lag_seconds = lag.as_secs_f64(),
+                    "a canary counted lost arrived late"
+                ),
+                Event::Evicted { seq } => {
+                    self.metrics.pending_limit_hits.inc();
+                    warn!(
+                        target = %l.target, replica_region = %l.replica_region, seq,
+                        "too many canaries pending: stopped tracking the oldest (raise max_pending or the interval)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Expires old canaries and refreshes gauges; returns the status to show.
+    pub fn refresh(&mut self, now: Instant) -> ReplicaStatus {
+        let events = self.tracker.expire(now);
+        self.apply(events);
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        let rpo = secs(self.tracker.rpo(now));
+        let upper = secs(self.tracker.upper_bound(now));
+        if let Some(r) = rpo {
+            self.metrics.rpo.set(r);
+        }
+        if let Some(u) = upper {
+            self.metrics.upper_bound.set(u);
+        }
+        let pending = self.tracker.pending_count() as u64;
+        self.metrics.pending.set(pending as i64);
+        let up = self.write_ok && self.read_ok;
+        self.metrics.probe_up.set(up as i64);
+        let s = &mut self.status;
+        s.rpo_seconds = rpo;
+        s.upper_bound_seconds = upper;
+        if let Some((lag, unc)) = self.tracker.newest_lag() {
+            s.last_lag_seconds = Some(lag.as_secs_f64());
+            s.last_uncertainty_seconds = Some(unc.as_secs_f64());
+        }
+        s.pending = pending;
+        s.written = self.metrics.written.get();
+        s.observed = self.metrics.observed.get();
+        s.lost = self.metrics.lost.get();
+        s.failed = self.metrics.failed.get();
+        s.up = up;
+        s.clone()
+    }
+}
