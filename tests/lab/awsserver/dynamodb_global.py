@@ -14,7 +14,6 @@ change is never replicated again.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import threading
@@ -72,14 +71,14 @@ def plain(value: dict[str, Any]) -> Any:
 
 
 class DynamoDBGlobalTables:
+    UNLOCKED_OPS = frozenset({"GetItem", "BatchGetItem", "DescribeTable", "DescribeTimeToLive"})
+
     def __init__(self, replicator: Replicator, ground_truth: GroundTruth, account_id: str = DEFAULT_ACCOUNT_ID):
         self.replicator = replicator
         self.ground_truth = ground_truth
         self.account_id = account_id
         self.groups: dict[str, set[str]] = {}  # table name -> regions holding a replica
         self._groups_lock = threading.Lock()
-        # Held from moto's write until the change is queued, so queue order = commit order.
-        self._write_lock = threading.Lock()
         self._patch_describe()
 
     # ---- moto access ---------------------------------------------------------------------
@@ -119,9 +118,6 @@ class DynamoDBGlobalTables:
     # ---- gateway hooks ---------------------------------------------------------------------
     def journaled(self, req: AwsRequest) -> bool:
         return req.op in CONTROL_OPS
-
-    def lock_for(self, req: AwsRequest):
-        return self._write_lock if req.op in WRITE_OPS else contextlib.nullcontext()
 
     def error_reply(self, req: AwsRequest, kind: str) -> Reply:
         if kind == "throttle":

@@ -15,6 +15,7 @@ service without one (e.g. CloudWatch, to come: "monitoring") goes to moto untouc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any, Callable, Protocol
@@ -32,8 +33,11 @@ log = logging.getLogger("gateway")
 class ServiceExtension(Protocol):
     """What a service module offers the gateway (see dynamodb_global.py)."""
 
+    # Operations that only look up one key (no iteration over moto's dicts): served without
+    # the moto lock, so a replica poll never delays a replica apply.
+    UNLOCKED_OPS: frozenset[str]
+
     def journaled(self, req: AwsRequest) -> bool: ...
-    def lock_for(self, req: AwsRequest) -> Any: ...  # context manager around moto + after()
     def error_reply(self, req: AwsRequest, kind: str) -> Reply: ...
     def before(self, req: AwsRequest) -> Reply | None: ...
     def after(self, req: AwsRequest, reply: Reply) -> Reply: ...
@@ -46,7 +50,13 @@ class Gateway:
         faults: FaultState,
         extensions: dict[str, ServiceExtension],
         journal: Journal,
+        moto_lock: Any,
     ):
+        # moto's models are plain dicts: a replication worker inserting into a table or bucket
+        # while a request thread scans it would break the scan. One lock around every moto
+        # call and every replica apply (moto is GIL-bound anyway, so little is lost). It also
+        # makes "commit, then queue the change" atomic, so queue order = commit order.
+        self.moto_lock = moto_lock
         self.moto_app = moto_app
         self.faults = faults
         self.extensions = extensions  # keyed by SigV4 signing name
@@ -65,17 +75,28 @@ class Gateway:
             if injected is not None:
                 log.info("fault: %s %s %s -> %s", req.service, req.region, req.op, injected.status)
                 return injected
-        if ext is not None:
-            early = ext.before(req)
+        if ext is None:
+            with self.moto_lock:
+                return self._call_moto(environ)
+        lock = contextlib.nullcontext() if req.op in ext.UNLOCKED_OPS else self.moto_lock
+        with lock:
+            early = self._guarded("before", ext.before, req)
             if early is not None:
                 return early
-            with ext.lock_for(req):
-                reply = self._call_moto(environ)
-                reply = ext.after(req, reply)
-            if not replaying and 200 <= reply.status < 300 and ext.journaled(req):
-                self.journal.record(req.method, req.path, req.query, req.headers, req.body)
-            return reply
-        return self._call_moto(environ)
+            reply = self._call_moto(environ)
+            # A failing extension must not turn moto's success into an error.
+            reply = self._guarded("after", ext.after, req, reply) or reply
+        if not replaying and 200 <= reply.status < 300 and ext.journaled(req):
+            self.journal.record(req.method, req.path, req.query, req.headers, req.body)
+        return reply
+
+    @staticmethod
+    def _guarded(what: str, fn: Callable, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            log.exception("extension %s failed for %s", what, getattr(args[0], "op", "?"))
+            return None
 
     def _inject_faults(self, req: AwsRequest, ext: ServiceExtension) -> Reply | None:
         rules = self.faults.error_rules(req.service or "", req.names, req.op)

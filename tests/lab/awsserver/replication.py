@@ -31,8 +31,9 @@ class Change:
 
 
 class _PairQueue:
-    def __init__(self, key: tuple[str, str, str, str], faults: FaultState):
+    def __init__(self, key: tuple[str, str, str, str], faults: FaultState, apply_lock):
         self.key = key
+        self.apply_lock = apply_lock
         self.service, self.name = key[0], key[1]
         self.faults = faults
         self.cond = threading.Condition()
@@ -68,15 +69,17 @@ class _PairQueue:
         while True:
             change = self._next()
             try:
-                change.run(change.plan)
+                with self.apply_lock:  # the gateway's moto lock: no request sees half a write
+                    change.run(change.plan)
             except Exception:  # a replica table/bucket deleted meanwhile, a moto error...
                 log.exception("replication %s failed", "/".join(self.key))
             self.applied += 1
 
 
 class Replicator:
-    def __init__(self, faults: FaultState):
+    def __init__(self, faults: FaultState, apply_lock):
         self.faults = faults
+        self.apply_lock = apply_lock
         self._queues: dict[tuple[str, str, str, str], _PairQueue] = {}
         self._lock = threading.Lock()
         faults.add_listener(self._wake_all)
@@ -105,7 +108,7 @@ class Replicator:
             return plan
         key = (service, name, src_region, dst_region)
         with self._lock:
-            q = self._queues.get(key) or self._queues.setdefault(key, _PairQueue(key, self.faults))
+            q = self._queues.get(key) or self._queues.setdefault(key, _PairQueue(key, self.faults, self.apply_lock))
         q.put(Change(due=committed_mono + plan.delay, plan=plan, run=run))
         return plan
 

@@ -17,10 +17,8 @@ probe depends on all three, so this module adds, through moto's own backend obje
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import threading
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -72,12 +70,12 @@ def bucket_of_arn(arn: str) -> str:
 
 
 class S3Replication:
+    UNLOCKED_OPS = frozenset({"HeadObject", "GetObject", "HeadBucket", "GetBucketVersioning", "GetBucketReplication", "GetBucketLocation"})
+
     def __init__(self, replicator: Replicator, ground_truth: GroundTruth, account_id: str = DEFAULT_ACCOUNT_ID):
         self.replicator = replicator
         self.ground_truth = ground_truth
         self.account_id = account_id
-        # Held from moto's write until the change is queued, so queue order = commit order.
-        self._write_lock = threading.Lock()
         self._patch_key_headers()
 
     @property
@@ -110,9 +108,6 @@ class S3Replication:
         # Bucket-level PUT/DELETE: CreateBucket, PutBucketVersioning, PutBucketReplication,
         # PutBucketLifecycleConfiguration, tagging, policy, DeleteBucket, ...
         return req.key is None and req.bucket is not None and req.method in ("PUT", "DELETE")
-
-    def lock_for(self, req: AwsRequest):
-        return self._write_lock if req.op in OBJECT_WRITES or req.op == "DeleteObject" else contextlib.nullcontext()
 
     def error_reply(self, req: AwsRequest, kind: str) -> Reply:
         if kind == "slowdown":

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     faults = FaultState(args.dir / "aws-faults.json")
     ground_truth = GroundTruth(args.ground_truth or args.dir / "ground-truth.jsonl")
     journal = Journal(args.dir / "aws-journal.jsonl")
-    replicator = Replicator(faults)
+    moto_lock = threading.RLock()
+    replicator = Replicator(faults, moto_lock)
     dynamodb = DynamoDBGlobalTables(replicator, ground_truth)
     s3 = S3Replication(replicator, ground_truth)
     # Keyed by SigV4 signing name; a service missing here (CloudWatch: "monitoring", later)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     moto_app = DomainDispatcherApplication(create_backend_app)
     for backend in _WARM_BACKENDS:
         moto_app.app_instances[backend] = create_backend_app(backend)
-    gateway = Gateway(moto_app, faults, extensions, journal)
+    gateway = Gateway(moto_app, faults, extensions, journal, moto_lock)
 
     replayed = journal.replay(gateway.replay)
     if replayed:
