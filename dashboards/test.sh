@@ -2,15 +2,18 @@
 # Tests of the rpo-agent dashboards and rules. Run from anywhere:
 #   bash dashboards/test.sh                         # offline: rules, promtool tests, dashboards
 #   bash dashboards/test.sh --prometheus URL        # also run every panel query against URL
+#   bash dashboards/test.sh --offline               # skip the lab monitoring stack test (~70 s)
 # Needs promtool/amtool (Debian packages prometheus, prometheus-alertmanager; installed here
 # with apt-get when missing) and python3. Last line: "N passed, N failed"; exit 1 on failure.
 set -u
 cd "$(dirname "$0")"
 PROM_URL=""
+OFFLINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --prometheus) PROM_URL="$2"; shift 2 ;;
-    *) echo "usage: $0 [--prometheus URL]" >&2; exit 2 ;;
+    --offline) OFFLINE=1; shift ;;
+    *) echo "usage: $0 [--offline] [--prometheus URL]" >&2; exit 2 ;;
   esac
 done
 
@@ -57,6 +60,19 @@ done <<<"$out"
 if [ $rc -ne 0 ] && ! grep -q '^FAIL:' <<<"$out"; then bad "check_dashboards.py crashed"; echo "$out"; fi
 
 step "check_panels.py unit tests (stub Prometheus API)" python3 test_check_panels.py
+
+# The lab's monitoring stack end to end: Prometheus + Alertmanager + webhook with these rules
+# (stall -> page within objective + 15 s, resolve, controls, clean stop). One line per check.
+if [ -z "$OFFLINE" ]; then
+  out="$(python3 ../tests/lab/monitoring/test_lab_monitoring.py 2>&1)"; rc=$?
+  while IFS= read -r line; do
+    case "$line" in
+      PASS:*) passed=$((passed + 1)); echo "lab monitoring $line" ;;
+      FAIL:*) failed=$((failed + 1)); echo "lab monitoring $line" ;;
+    esac
+  done <<<"$out"
+  if [ $rc -ne 0 ] && ! grep -q '^FAIL:' <<<"$out"; then bad "lab monitoring test crashed"; echo "$out"; fi
+fi
 
 if [ -n "$PROM_URL" ]; then
   step "check_panels.py against $PROM_URL" python3 check_panels.py --prometheus "$PROM_URL" -q
