@@ -48,8 +48,15 @@ def _start(lab_dir: Path, port: int, control_port: int, quiet: bool) -> int:
     return pid
 
 
+# What a server run leaves in DIR. A new `lab up` starts from nothing (only `aws start`, the
+# simulated recovery, replays the journal and keeps faults and ground truth).
+_RUN_STATE = ("aws-journal.jsonl", "aws-faults.json", "ground-truth.jsonl")
+
+
 def up(lab_dir: Path, env: dict[str, str], args: Any) -> dict[str, Any]:
     quiet = "--aws-quiet" in getattr(args, "extra", [])
+    for name in _RUN_STATE:
+        (lab_dir / name).unlink(missing_ok=True)
     last_error: Exception | None = None
     for _ in range(3):  # a free port can be taken between the probe and the bind: retry
         port, control_port = free_port(), free_port()
