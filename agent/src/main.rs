@@ -74,7 +74,9 @@ fn init_logs(format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().flatten_event(true).init(),
+        // Without the module path, `target` is free for our own field (the
+        // measured target's name), which log pipelines group by.
+        LogFormat::Json => b.json().flatten_event(true).with_target(false).init(),
     }
 }
 
