@@ -43,6 +43,9 @@ impl PairState {
         metrics.objective.set(objective.as_secs_f64());
         metrics.interval.set(interval.as_secs_f64());
         metrics.probe_up.set(0);
+        // Start the "last success" clock at start-up: a 0 would make
+        // "no successful canary for N intervals" fire the moment we start.
+        metrics.last_success.set(unix_seconds());
         let status = ReplicaStatus::new(&labels, objective.as_secs_f64());
         PairState {
             labels,
