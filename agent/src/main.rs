@@ -53,6 +53,11 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
+    /// Create the SQL canary table `rpo_canary` on every postgres/mysql target's writer.
+    Init {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration only (no network).
     Validate {
         #[arg(long, short)]
@@ -103,6 +108,10 @@ fn main() -> ExitCode {
             },
             Command::Once { config, wait } => match load(config.as_deref()) {
                 Ok(c) => run_once(c, wait).await,
+                Err(code) => return code,
+            },
+            Command::Init { config } => match load(config.as_deref()) {
+                Ok(c) => Ok(init(c).await),
                 Err(code) => return code,
             },
             Command::Validate { config } => match load(config.as_deref()) {
@@ -191,4 +200,30 @@ async fn run_once(cfg: Config, wait: Duration) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn init(cfg: Config) -> ExitCode {
+    let mut failed = false;
+    let mut any = false;
+    for t in &cfg.targets {
+        if !matches!(t.kind, config::Kind::Postgres | config::Kind::Mysql) {
+            continue;
+        }
+        any = true;
+        match rpo_agent::probe::sql::init(t).await {
+            Ok(at) => println!("✓ {}: table rpo_canary ready on {at}", t.name),
+            Err(e) => {
+                failed = true;
+                println!("✗ {}: {} ({}): {}", t.name, e.op, e.code, e.message);
+            }
+        }
+    }
+    if !any {
+        println!("no postgres or mysql targets: nothing to create");
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

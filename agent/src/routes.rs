@@ -72,6 +72,12 @@ pub async fn build(
                     }
                 }
             }
+            Kind::Postgres | Kind::Mysql => {
+                let key = crate::probe::sql::canary_key(agent_id, &t.name);
+                let probe = crate::probe::sql::SqlProbe::new(t, agent_id, metrics);
+                routes.push(route(t, &t.source, &t.replicas, key, Arc::new(probe)));
+            }
+            #[allow(unreachable_patterns)]
             other => {
                 return Err(RouteError::Unsupported {
                     target: t.name.clone(),

@@ -6,6 +6,7 @@
 //! planner serve them all.
 
 pub mod dynamodb;
+pub mod sql;
 
 use async_trait::async_trait;
 
@@ -65,6 +66,22 @@ pub struct Canary {
     pub written_at_us: u64,
 }
 
+/// Which endpoint accepts writes, for stores with a single writer (SQL).
+#[derive(Debug, Clone)]
+pub enum Roles {
+    /// Write to the source as configured (always, for multi-active stores).
+    AsConfigured,
+    /// The source is read-only (or gone) and replica `replica` accepts
+    /// writes: the probe has already swapped the two, so from now on
+    /// `write` goes to the old replica and `read(replica, …)` reads the old
+    /// source. The scheduler follows (labels, metrics, log).
+    Swapped { replica: usize },
+    /// Nobody accepts writes: write no canary this round, report this error.
+    NoWriter(ProbeError),
+    /// The source and these replicas all accept writes (split brain).
+    SplitBrain { replicas: Vec<usize> },
+}
+
 /// One backend's view of one route: a source and its replicas.
 #[async_trait]
 pub trait Probe: Send + Sync {
@@ -79,4 +96,9 @@ pub trait Probe: Send + Sync {
     /// replicas). `awaited` lists the canaries still awaited there, oldest
     /// first; stores that replicate in order may ignore it.
     async fn read(&self, replica: usize, awaited: &[u64]) -> Result<Observation, ProbeError>;
+
+    /// Checked by the writer before each canary: who accepts writes now.
+    async fn roles(&self) -> Result<Roles, ProbeError> {
+        Ok(Roles::AsConfigured)
+    }
 }

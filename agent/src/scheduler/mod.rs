@@ -30,6 +30,9 @@ pub struct RouteRun {
     pub route: Route,
     pub pairs: Vec<Arc<Mutex<PairState>>>,
     pub wake_readers: Vec<Arc<Notify>>,
+    /// For re-labelling pairs after a direction swap (SQL failover).
+    pub metrics: Metrics,
+    pub board: StatusBoard,
 }
 
 /// Counts routes that have not prepared yet; the agent is ready at zero.
@@ -88,6 +91,8 @@ pub async fn run(
             route,
             pairs,
             wake_readers,
+            metrics: metrics.clone(),
+            board: board.clone(),
         }));
     }
     for run in &runs {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::time::{sleep_until, Instant};
-use tracing::info;
+use tracing::{error, info, warn};
 
 use super::{Readiness, RouteRun};
 use crate::canary::{unix_micros, SeqSource};
-use crate::probe::{Canary, ErrorClass};
+use crate::probe::{Canary, ErrorClass, ProbeError, Roles};
 use crate::shutdown::Shutdown;
 
 /// Each tick moves by up to ±5 % of the interval.
@@ -56,6 +56,36 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 }
             }
         }
+        match route.probe.roles().await {
+            Ok(Roles::AsConfigured) => {}
+            Ok(Roles::Swapped { replica }) => swap_direction(&run, replica),
+            Ok(Roles::SplitBrain { replicas }) => {
+                for i in replicas {
+                    let mut p = run.pairs[i].lock().unwrap();
+                    let l = &p.labels;
+                    error!(target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
+                        "SPLIT BRAIN: the replica accepts writes while the source does too");
+                    let e = ProbeError::transient(
+                        "role",
+                        "split_brain",
+                        format!(
+                            "{} and {} both accept writes",
+                            l.source_region, l.replica_region
+                        ),
+                    );
+                    p.on_error(&e, false);
+                }
+            }
+            Ok(Roles::NoWriter(e)) | Err(e) => {
+                for p in &run.pairs {
+                    p.lock().unwrap().on_error(&e, false);
+                }
+                if e.class == ErrorClass::Config {
+                    prepared = false;
+                }
+                continue;
+            }
+        }
         let canary = Canary {
             seq: seqs.next(),
             written_at_us: unix_micros(),
@@ -80,4 +110,38 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
             }
         }
     }
+}
+
+/// The probe found that replica `i` is now the writer (and has swapped its
+/// endpoints): re-label every pair of the route in the new direction, drop
+/// the old direction's series and status, count and log the change.
+fn swap_direction(run: &RouteRun, i: usize) {
+    let route = &run.route;
+    let old_source = run.pairs[i].lock().unwrap().labels.source_region.clone();
+    let new_source = run.pairs[i].lock().unwrap().labels.replica_region.clone();
+    for (j, p) in run.pairs.iter().enumerate() {
+        let mut p = p.lock().unwrap();
+        let old = p.labels.clone();
+        let mut labels = old.clone();
+        labels.source_region = new_source.clone();
+        if j == i {
+            labels.replica_region = old_source.clone();
+        }
+        run.metrics.forget(&old);
+        run.board.remove(&old);
+        let m = run.metrics.replica(&labels);
+        *p = super::PairState::new(
+            labels,
+            route.canary_key.clone(),
+            m,
+            route.timeout,
+            route.max_pending,
+            route.objective,
+            route.interval,
+        );
+    }
+    run.metrics
+        .direction_changed(&route.target, route.kind.as_str());
+    warn!(target = %route.target, kind = route.kind.as_str(), old_source_region = %old_source,
+        new_source_region = %new_source, "replication direction changed: now measuring {new_source} -> {old_source}");
 }
