@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod lab;
 pub mod metrics;
+pub mod sql;
 
 pub use agent::Agent;
 pub use lab::Lab;

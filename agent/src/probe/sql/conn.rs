@@ -14,8 +14,12 @@ use super::{iam, Engine};
 use crate::config::Auth;
 use crate::probe::ProbeError;
 
-/// Longest wait for a connection from the pool (this includes connecting).
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest wait for a connection from the pool (this includes connecting,
+/// and retrying a refused connection): the canary interval, within 1–3 s,
+/// so a lost writer is noticed within a round or two.
+pub fn acquire_timeout(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_secs(1), Duration::from_secs(3))
+}
 /// Longest wait for one query.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -114,13 +118,13 @@ impl Options {
 
 /// A small lazy pool: connects on first use, re-connects after a restart
 /// (every checkout is tested first, so a dead connection is replaced).
-pub fn pool(o: Options) -> Pool {
+pub fn pool(o: Options, acquire_timeout: Duration) -> Pool {
     match o {
         Options::Pg(o) => Pool::Pg(
             PgPoolOptions::new()
                 .max_connections(2)
                 .min_connections(0)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout)
                 .idle_timeout(Duration::from_secs(120))
                 .test_before_acquire(true)
                 .connect_lazy_with(o),
@@ -129,7 +133,7 @@ pub fn pool(o: Options) -> Pool {
             MySqlPoolOptions::new()
                 .max_connections(2)
                 .min_connections(0)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout)
                 .idle_timeout(Duration::from_secs(120))
                 .test_before_acquire(true)
                 .connect_lazy_with(o),

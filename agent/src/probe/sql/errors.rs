@@ -65,6 +65,13 @@ pub fn from_sqlx(engine: Engine, op: &'static str, what: &str, err: &sqlx::Error
             "connect",
             format!("{what}: no connection within the acquire timeout (server down or unreachable?)"),
         ),
+        E::Io(e) if looks_like_tls(&e.to_string()) => ProbeError::config(
+            op,
+            "tls",
+            format!(
+                "{what}: TLS failed: {e}: check ca_bundle (or the URL's sslrootcert / ssl-ca) and that the URL's host name matches the server certificate"
+            ),
+        ),
         E::Io(e) => {
             let code = match e.kind() {
                 std::io::ErrorKind::ConnectionRefused => "connect",
@@ -91,4 +98,18 @@ pub fn from_sqlx(engine: Engine, op: &'static str, what: &str, err: &sqlx::Error
 
 pub fn timeout(op: &'static str, what: &str, after: std::time::Duration) -> ProbeError {
     ProbeError::transient(op, "timeout", format!("{what}: no answer within {after:?}"))
+}
+
+/// sqlx reports rustls verification failures as I/O errors.
+fn looks_like_tls(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "certificate",
+        "unknownissuer",
+        "tls",
+        "handshake",
+        "notvalidforname",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
 }

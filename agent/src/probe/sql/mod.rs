@@ -108,6 +108,7 @@ pub struct SqlProbe {
     ca_bundle: Option<String>,
     metrics: Metrics,
     aurora: Mutex<Aurora>,
+    acquire_timeout: Duration,
 }
 
 /// Where canaries go, for logs.
@@ -136,6 +137,7 @@ impl SqlProbe {
             ca_bundle: t.ca_bundle.clone(),
             metrics: metrics.clone(),
             aurora: Mutex::new(Aurora::default()),
+            acquire_timeout: conn::acquire_timeout(t.interval),
         }
     }
 
@@ -162,7 +164,7 @@ impl SqlProbe {
                 p
             }
             None => {
-                let p = conn::pool(o);
+                let p = conn::pool(o, self.acquire_timeout);
                 *n.pool.write().unwrap() = Some(p.clone());
                 p
             }
