@@ -195,10 +195,9 @@ def context_files(src: str, ignore: DockerIgnore) -> list[str]:
         return [src] if not ignore.excluded(src) else []
     files = []
     for dirpath, dirnames, filenames in os.walk(base):
+        # No pruning of excluded directories: a "!" pattern may re-include
+        # something below one, as Docker allows.
         d = Path(dirpath).relative_to(ROOT).as_posix()
-        dirnames[:] = [x for x in dirnames if not (ignore.excluded(f"{d}/{x}") and not any(
-            # a re-included path below an excluded directory keeps it walkable
-            neg for neg, _ in ignore.rules))]
         for f in filenames:
             r = f"{d}/{f}"
             if not ignore.excluded(r):
