@@ -73,6 +73,16 @@ impl PairState {
         self.tracker.awaited().map(|p| p.seq).collect()
     }
 
+    /// The seqs due for a read at `now` by the poll planner, oldest first:
+    /// stores read per canary (S3) look only at these.
+    pub fn due(&self, now: Instant, interval: Duration) -> Vec<u64> {
+        self.tracker
+            .awaited()
+            .filter(|p| self.model.next_read(p, interval) <= now)
+            .map(|p| p.seq)
+            .collect()
+    }
+
     pub fn has_awaited(&self) -> bool {
         self.tracker.pending_count() > 0
     }

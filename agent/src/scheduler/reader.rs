@@ -39,7 +39,7 @@ pub async fn run(run: Arc<RouteRun>, replica: usize, mut shutdown: Shutdown, gra
             }
             _ = sleep_until(drain_until.unwrap_or_else(Instant::now)), if stopping => continue,
         }
-        let awaited = pair.lock().unwrap().awaited();
+        let awaited = pair.lock().unwrap().due(Instant::now(), interval);
         if awaited.is_empty() {
             continue;
         }
