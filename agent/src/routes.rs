@@ -72,6 +72,7 @@ pub async fn build(
                     }
                 }
             }
+            Kind::S3 => routes.extend(crate::probe::s3::routes(t, agent_id, metrics).await),
             Kind::Postgres | Kind::Mysql => {
                 let key = crate::probe::sql::canary_key(agent_id, &t.name);
                 let probe = crate::probe::sql::SqlProbe::new(t, agent_id, metrics);

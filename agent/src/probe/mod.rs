@@ -6,6 +6,7 @@
 //! planner serve them all.
 
 pub mod dynamodb;
+pub mod s3;
 pub mod sql;
 
 use async_trait::async_trait;
@@ -93,8 +94,9 @@ pub trait Probe: Send + Sync {
     async fn write(&self, canary: Canary) -> Result<(), ProbeError>;
 
     /// Looks for canaries in replica `replica` (index into the route's
-    /// replicas). `awaited` lists the canaries still awaited there, oldest
-    /// first; stores that replicate in order may ignore it.
+    /// replicas). `awaited` lists the canaries awaited there that the poll
+    /// planner says are due for a read, oldest first; stores that replicate
+    /// in order may ignore it.
     async fn read(&self, replica: usize, awaited: &[u64]) -> Result<Observation, ProbeError>;
 
     /// Checked by the writer before each canary: who accepts writes now.
