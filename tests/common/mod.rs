@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod lab;
 pub mod metrics;
+pub mod monitoring;
 pub mod sql;
 
 pub use agent::Agent;
