@@ -134,6 +134,23 @@ class S3Replication:
         return None
 
     def after(self, req: AwsRequest, reply: Reply) -> Reply:
+        if req.op == "GetBucketVersioning" and 200 <= reply.status < 300:
+            # moto names the root after the operation; AWS (and the Rust SDK,
+            # which checks the root) use VersioningConfiguration.
+            reply.body = reply.body.replace(b"GetBucketVersioningResponse", b"VersioningConfiguration")
+            if reply.header("Content-Length") is not None:
+                reply.set_header("Content-Length", str(len(reply.body)))
+            return reply
+        if req.op == "GetBucketReplication" and 200 <= reply.status < 300:
+            # moto answers every rule with an empty Filter Prefix: give back the stored rules.
+            config = getattr(self._bucket(req.bucket), "replication", None)
+            if config:
+                body = {k: v for k, v in config.items() if not k.startswith("@")}
+                doc = {"ReplicationConfiguration": {"@xmlns": "http://s3.amazonaws.com/doc/2006-03-01/", **body}}
+                reply.body = xmltodict.unparse(doc).encode()
+                if reply.header("Content-Length") is not None:
+                    reply.set_header("Content-Length", str(len(reply.body)))
+            return reply
         if not 200 <= reply.status < 300 or req.bucket is None or req.key is None:
             return reply
         if req.op in OBJECT_WRITES:
