@@ -166,6 +166,147 @@ impl Lab {
             .expect("UpdateTable ReplicaUpdates");
     }
 
+    /// An S3 client for `region` pointing at the lab (path style: the lab's
+    /// endpoint is an IP address).
+    pub async fn s3(&self, region: &str) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.sdk(region).await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates bucket `name` in `region`, with versioning Enabled if asked.
+    pub async fn create_bucket(&self, name: &str, region: &str, versioned: bool) {
+        use aws_sdk_s3::types::*;
+        let c = self.s3(region).await;
+        c.create_bucket()
+            .bucket(name)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateBucket {name}: {e:?}"));
+        if versioned {
+            self.set_versioning(name, region, true).await;
+        }
+    }
+
+    /// Turns versioning of `name` on (Enabled) or off (Suspended).
+    pub async fn set_versioning(&self, name: &str, region: &str, enabled: bool) {
+        use aws_sdk_s3::types::*;
+        let status = if enabled {
+            BucketVersioningStatus::Enabled
+        } else {
+            BucketVersioningStatus::Suspended
+        };
+        self.s3(region)
+            .await
+            .put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutBucketVersioning {name}: {e:?}"));
+    }
+
+    /// Puts the canary lifecycle rule (expire current and noncurrent
+    /// versions after a day) on `prefix` of bucket `name`.
+    pub async fn put_lifecycle(&self, name: &str, region: &str, prefix: &str) {
+        use aws_sdk_s3::types::*;
+        let rule = LifecycleRule::builder()
+            .id("rpo-canary-expire")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
+            .expiration(LifecycleExpiration::builder().days(1).build())
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(1)
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        self.s3(region)
+            .await
+            .put_bucket_lifecycle_configuration()
+            .bucket(name)
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .rules(rule)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutBucketLifecycleConfiguration {name}: {e:?}"));
+    }
+
+    /// Creates versioned bucket `source` in `source_region` replicating keys
+    /// under `rule_prefix` to each versioned `(bucket, region)` of `dests`
+    /// (one rule each), and, when `lifecycle`, the canary lifecycle rule on
+    /// `rpo-canary/` in every bucket.
+    pub async fn create_replicated_buckets(
+        &self,
+        source: &str,
+        source_region: &str,
+        dests: &[(&str, &str)],
+        rule_prefix: &str,
+        lifecycle: bool,
+    ) {
+        use aws_sdk_s3::types::*;
+        self.create_bucket(source, source_region, true).await;
+        let mut conf = ReplicationConfiguration::builder()
+            .role("arn:aws:iam::123456789012:role/s3-replication");
+        for (i, (bucket, region)) in dests.iter().enumerate() {
+            self.create_bucket(bucket, region, true).await;
+            conf = conf.rules(
+                ReplicationRule::builder()
+                    .id(format!("to-{bucket}"))
+                    .priority(i as i32 + 1)
+                    .status(ReplicationRuleStatus::Enabled)
+                    .filter(ReplicationRuleFilter::builder().prefix(rule_prefix).build())
+                    .delete_marker_replication(
+                        DeleteMarkerReplication::builder()
+                            .status(DeleteMarkerReplicationStatus::Disabled)
+                            .build(),
+                    )
+                    .destination(
+                        Destination::builder()
+                            .bucket(format!("arn:aws:s3:::{bucket}"))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap(),
+            );
+        }
+        self.s3(source_region)
+            .await
+            .put_bucket_replication()
+            .bucket(source)
+            .replication_configuration(conf.build().unwrap())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutBucketReplication {source}: {e:?}"));
+        if lifecycle {
+            self.put_lifecycle(source, source_region, "rpo-canary/")
+                .await;
+            for (bucket, region) in dests {
+                self.put_lifecycle(bucket, region, "rpo-canary/").await;
+            }
+        }
+    }
+
+    /// S3 ground truth of source bucket `bucket`: (key, line) pairs.
+    pub fn s3_ground_truth(&self, bucket: &str) -> Vec<Value> {
+        self.ground_truth()
+            .into_iter()
+            .filter(|v| v["service"] == "s3" && v["bucket"] == bucket)
+            .collect()
+    }
+
     /// Stops the lab now (tests that own their lab).
     pub fn stop(&self) {
         let _ = Command::new(lab_cmd())
