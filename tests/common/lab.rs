@@ -82,6 +82,19 @@ impl Lab {
         );
     }
 
+    /// Runs `lab fault ARGS…` now and `lab fault UNDO…` when the returned
+    /// guard drops, also when the test panics: a pair-wide fault (a stalled
+    /// PostgreSQL replica) left behind by a failed assertion would otherwise
+    /// fail every later test of that engine for reasons of its own.
+    pub fn fault_until_drop<'a>(&'a self, args: &[&str], undo: &[&str]) -> FaultGuard<'a> {
+        self.fault(args);
+        FaultGuard {
+            lab: self,
+            undo: undo.iter().map(|s| s.to_string()).collect(),
+            done: false,
+        }
+    }
+
     /// Every ground-truth line so far.
     pub fn ground_truth(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.get("LAB_GROUND_TRUTH")).unwrap_or_default();
@@ -327,4 +340,41 @@ pub fn parse_env(text: &str) -> HashMap<String, String> {
             )
         })
         .collect()
+}
+
+/// Undoes a fault when dropped (see `Lab::fault_until_drop`).
+pub struct FaultGuard<'a> {
+    lab: &'a Lab,
+    undo: Vec<String>,
+    done: bool,
+}
+
+impl FaultGuard<'_> {
+    /// Undoes the fault now.
+    pub fn undo(mut self) {
+        self.run_undo();
+    }
+
+    fn run_undo(&mut self) {
+        if !self.done {
+            self.done = true;
+            let args: Vec<&str> = self.undo.iter().map(String::as_str).collect();
+            if std::thread::panicking() {
+                // Best effort: a second panic while unwinding would abort.
+                let _ = Command::new(lab_cmd())
+                    .args(["fault", "--dir"])
+                    .arg(&self.lab.dir)
+                    .args(&args)
+                    .output();
+            } else {
+                self.lab.fault(&args);
+            }
+        }
+    }
+}
+
+impl Drop for FaultGuard<'_> {
+    fn drop(&mut self) {
+        self.run_undo();
+    }
 }
