@@ -309,7 +309,9 @@ def check_dockerfile(cli_bin: Path | None, full: bool, target_dir: Path) -> Path
         # The cargo command, in the staged context.
         cwd = stage_dir / (cargo_cwd or "/").lstrip("/")
         if (cwd / "Cargo.toml").exists() and cargo_cmd:
-            meta = subprocess.run(["cargo", "metadata", "--locked", "--offline", "--format-version", "1"],
+            # --no-deps: the members alone, so no registry download is needed
+            # (a fresh machine has fetched only the host platform's crates).
+            meta = subprocess.run(["cargo", "metadata", "--no-deps", "--locked", "--offline", "--format-version", "1"],
                                   cwd=cwd, capture_output=True, text=True, timeout=120)
             if check(meta.returncode == 0, "`cargo metadata --locked` loads the workspace from the build context alone",
                      meta.stderr[-1500:]):

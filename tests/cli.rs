@@ -55,7 +55,7 @@ fn bad_configurations_exit_2_naming_file_line_key_and_fix() {
         ("[agent]\nlisten = 9464\n".to_string(), "listen", ":2:"),
     ];
     for (cfg, key, line) in cases {
-        for cmd in ["run", "once", "validate"] {
+        for cmd in ["run", "once", "check", "validate"] {
             let (code, out) = run(&[cmd], Some(&cfg), &[]);
             assert_eq!(code, Some(2), "{cmd} {key}: {out}");
             assert!(

@@ -10,6 +10,7 @@
 pub mod agent_id;
 pub mod aws;
 pub mod canary;
+pub mod check;
 pub mod config;
 pub mod once;
 pub mod poll;

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use prometheus::Registry;
 use rpo_agent::config::{self, Config};
 use rpo_agent::shutdown::Shutdown;
-use rpo_agent::{agent_id, once, routes, scheduler};
+use rpo_agent::{agent_id, check, once, routes, scheduler};
 use rpo_exporter::{Metrics, StatusBoard};
 use tracing::{error, info};
 
@@ -53,6 +53,16 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
+    /// Preflight: credentials, tables/buckets/databases reachable, replicas
+    /// registered, versioning and replication rules, writer roles, TTL and
+    /// lifecycle rules; a ✓/✗ list with the fix for each ✗ (exit 1 on any ✗).
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// First create what the agent may create itself (the SQL canary table).
+        #[arg(long)]
+        fix: bool,
+    },
     /// Create the SQL canary table `rpo_canary` on every postgres/mysql target's writer.
     Init {
         #[arg(long, short)]
@@ -70,9 +80,17 @@ enum Command {
     },
 }
 
-fn init_logs(format: LogFormat) {
+fn init_logs(format: LogFormat, command: &Command) {
+    // `check` prints every finding itself: its logs would say it twice.
+    let level = if matches!(command, Command::Check { .. }) {
+        "error"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RPO_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},aws_config=warn,aws_smithy_runtime=warn"
+        ))
     });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -94,7 +112,7 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    init_logs(cli.log_format, &cli.command);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -108,6 +126,10 @@ fn main() -> ExitCode {
             },
             Command::Once { config, wait } => match load(config.as_deref()) {
                 Ok(c) => run_once(c, wait).await,
+                Err(code) => return code,
+            },
+            Command::Check { config, fix } => match load(config.as_deref()) {
+                Ok(c) => run_check(c, fix).await,
                 Err(code) => return code,
             },
             Command::Init { config } => match load(config.as_deref()) {
@@ -196,6 +218,22 @@ async fn run_once(cfg: Config, wait: Duration) -> anyhow::Result<ExitCode> {
     let rows = once::run(&routes, wait).await;
     print!("{}", once::table(&rows));
     Ok(if rows.iter().all(|r| r.ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_check(cfg: Config, fix: bool) -> anyhow::Result<ExitCode> {
+    if fix && init(cfg.clone()).await != ExitCode::SUCCESS {
+        println!("(--fix could not create every table; the checks below say why)");
+    }
+    let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
+    let metrics = Metrics::new(&Registry::new(), VERSION)?;
+    let routes = routes::build(&cfg, &id, &metrics).await?;
+    let lines = check::run(&routes).await;
+    print!("{}", check::render(&lines));
+    Ok(if lines.iter().all(|l| l.ok()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -39,6 +39,11 @@ impl LagModel {
         if precise {
             // Cold-start guesses would otherwise widen the spread for a while.
             self.recent.retain(|(_, p)| *p);
+            // Lags fell to less than half of older ones: the backlog of a
+            // stall has drained (its canaries arrive with ever smaller lags,
+            // the newest last). Kept, those lags would spread the prediction
+            // over the whole stall and cost ~8 canaries of wide windows.
+            self.recent.retain(|(d, _)| *d <= mid * 2 + MIN_GUARD);
         }
         if self.recent.len() == HISTORY {
             self.recent.pop_front();
@@ -214,5 +219,30 @@ mod tests {
             lost: false,
         };
         assert!(m.next_read(&p, ms(5000)) <= t0 + ms(605_000));
+    }
+
+    #[test]
+    fn after_a_stall_drains_the_next_canary_is_aimed_at_the_normal_lag() {
+        let mut m = LagModel::default();
+        for _ in 0..8 {
+            m.record(ms(300), ms(8));
+        }
+        // A 60 s stall drains: one read resolves every backlog canary, the
+        // oldest first; the long ones have windows narrow for their age.
+        for lag_s in (1..=60).rev() {
+            m.record(ms(lag_s * 1000 + 300), ms(1000));
+        }
+        m.record(ms(304), ms(8));
+        assert!(m.lead() >= ms(280), "lead {:?}", m.lead());
+        assert!(m.spread() <= ms(20), "spread {:?}", m.spread());
+    }
+
+    #[test]
+    fn jitter_within_a_factor_of_two_stays_in_the_history() {
+        let mut m = LagModel::default();
+        for lag in [300, 580, 420, 310, 550] {
+            m.record(ms(lag), ms(5));
+        }
+        assert!(m.hi().unwrap() >= ms(540), "{:?}", m.recent);
     }
 }

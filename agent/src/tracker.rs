@@ -1,7 +1,8 @@
 //! The RPO tracker of one (target, replica) pair: exactly DESIGN.md's semantics.
 //!
 //! All times are on the agent's monotonic clock (`tokio::time::Instant`), so no
-//! clock skew between hosts enters a figure, and tests can pause time.
+//! clock skew between hosts enters a figure; the tracker never reads the clock
+//! itself (callers pass every `Instant`), so its tests use synthetic times.
 //!
 //! * lag of a canary = first read that showed it − the source's write ack;
 //! * uncertainty = that read's end − the start of the last read that missed it

@@ -40,6 +40,15 @@ impl ReplicaLabels {
     }
 }
 
+/// The values of `rpo_aws_reported_lag_seconds`'s `metric` label: the
+/// CloudWatch metric names of the stores' own lag figures (Aurora's views
+/// report the same two quantities under the same names).
+pub const AWS_REPORTED_METRICS: &[&str] = &[
+    "ReplicationLatency",
+    "AuroraGlobalDBRPOLag",
+    "AuroraGlobalDBReplicationLag",
+];
+
 /// All metric families of the agent.
 #[derive(Clone)]
 pub struct Metrics {
@@ -128,7 +137,7 @@ impl Metrics {
             pending: int_gauge(registry, "rpo_canaries_pending", "Canaries written but not yet seen in the replica.", l)?,
             pending_limit_hits: counter(registry, "rpo_canaries_pending_limit_total", "Canaries dropped from tracking because the bound on pending canaries was reached.", l)?,
             probe_errors: counter(registry, "rpo_probe_errors_total", "Errors of the probe's API or database calls, by operation and error code.", &with(&["op", "code"]))?,
-            api_requests: counter(registry, "rpo_api_requests_total", "Every billable API call or database query the probe made.", &["target", "service", "op", "region"])?,
+            api_requests: counter(registry, "rpo_api_requests_total", "Every billable AWS API call the probe made (DynamoDB, S3), retries included.", &["target", "service", "op", "region"])?,
             probe_up: int_gauge(registry, "rpo_probe_up", "1 if the last canary write and the last replica read both succeeded.", l)?,
             last_success: gauge(registry, "rpo_last_canary_success_timestamp_seconds", "Unix time at which a canary was last seen in the replica.", l)?,
             aws_reported: gauge(registry, "rpo_aws_reported_lag_seconds", "The store's own replication lag figure, beside ours.", &with(&["metric"]))?,
@@ -201,6 +210,11 @@ impl Metrics {
         }
         let _ = self.pending.remove_label_values(&v);
         let _ = self.probe_up.remove_label_values(&v);
+        for metric in AWS_REPORTED_METRICS {
+            let mut with_metric = v.to_vec();
+            with_metric.push(metric);
+            let _ = self.aws_reported.remove_label_values(&with_metric);
+        }
     }
 }
 
@@ -245,8 +259,14 @@ impl ReplicaMetrics {
             .inc();
     }
 
-    /// Sets the store's own lag figure (`metric` e.g. `ReplicationLatency`).
+    /// Sets the store's own lag figure. `metric` must be one of
+    /// [`AWS_REPORTED_METRICS`] (the label stays bounded, and `forget` can
+    /// remove every series); other names are ignored.
     pub fn aws_reported_lag(&self, metric: &str, seconds: f64) {
+        if !AWS_REPORTED_METRICS.contains(&metric) {
+            debug_assert!(false, "unknown AWS-reported metric {metric}");
+            return;
+        }
         let l = &self.labels;
         self.aws_reported
             .with_label_values(&[
@@ -297,5 +317,37 @@ mod tests {
                 assert!(name.ends_with("_total"), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn forget_removes_the_gauges_of_a_swapped_direction_but_keeps_counters() {
+        let r = Registry::new();
+        let m = Metrics::new(&r, "1.2.3").unwrap();
+        let labels = ReplicaLabels {
+            target: "core-db".into(),
+            kind: "postgres".into(),
+            source_region: "ap-northeast-1".into(),
+            replica_region: "ap-northeast-3".into(),
+        };
+        let rm = m.replica(&labels);
+        rm.rpo.set(2.0);
+        rm.written.inc();
+        rm.aws_reported_lag("AuroraGlobalDBRPOLag", 0.9);
+        rm.aws_reported_lag("AuroraGlobalDBReplicationLag", 0.4);
+        m.forget(&labels);
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&r.gather(), &mut buf)
+            .unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let series = |name: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count()
+        };
+        assert_eq!(series("rpo_seconds"), 0, "{text}");
+        assert_eq!(series("rpo_aws_reported_lag_seconds"), 0, "{text}");
+        // Counters keep their history: rate() over a failover stays right.
+        assert_eq!(series("rpo_canaries_written_total"), 1, "{text}");
     }
 }

@@ -71,6 +71,12 @@ impl Kind {
             Kind::Mysql => "mysql",
         }
     }
+
+    /// SQL stores have one writer that can move (failover); DynamoDB global
+    /// tables are multi-active and S3 buckets are always writable.
+    pub fn single_writer(self) -> bool {
+        matches!(self, Kind::Postgres | Kind::Mysql)
+    }
 }
 
 /// Which way canaries flow.
@@ -83,7 +89,8 @@ pub enum Direction {
 }
 
 /// One side of a replication: a region plus the store's address there.
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` shows the URL redacted: a config dumped with `{:?}` leaks nothing.
+#[derive(Clone, PartialEq)]
 pub struct Endpoint {
     pub region: String,
     /// S3 bucket.
@@ -92,6 +99,17 @@ pub struct Endpoint {
     pub url: Option<String>,
     /// Overrides the AWS endpoint (VPC endpoint, local lab).
     pub endpoint_url: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("endpoint_url", &self.endpoint_url)
+            .finish()
+    }
 }
 
 /// How SQL targets authenticate.
@@ -192,7 +210,10 @@ fn redact_query(s: &str) -> String {
             let parts: Vec<String> = q
                 .split('&')
                 .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    // `password`, and `sslpassword` (a client key's passphrase).
+                    Some((k, _)) if k.to_ascii_lowercase().ends_with("password") => {
+                        format!("{k}=***")
+                    }
                     _ => kv.to_string(),
                 })
                 .collect();

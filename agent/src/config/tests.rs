@@ -239,3 +239,16 @@ fn env_origin_is_named() {
     let err = parse(&Origin::Env(CONFIG_ENV), "[agent]\nbogus = 1\n").unwrap_err();
     assert!(err.to_string().starts_with("$RPO_AGENT_CONFIG:2:"), "{err}");
 }
+
+#[test]
+fn a_config_dumped_with_debug_shows_no_password() {
+    let text = GOOD.replacen(
+        "url = \"postgres://rpo@writer.example:5432/app\"",
+        "url = \"postgres://rpo:hunter2@writer.example:5432/app?sslpassword=hunter3\"",
+        1,
+    );
+    let cfg = parse_str(&text).expect("valid config");
+    let dumped = format!("{cfg:?}");
+    assert!(dumped.contains("rpo:***@writer.example"), "{dumped}");
+    assert!(!dumped.contains("hunter"), "{dumped}");
+}

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use aws_sdk_dynamodb::Client;
 
 use crate::aws::errors::from_sdk;
-use crate::probe::{Canary, Probe, ProbeError};
+use crate::probe::{Canary, Finding, Probe, ProbeError};
 use crate::tracker::Observation;
 
 const CANARY_TTL_SECONDS: u64 = 86_400;
@@ -183,6 +183,56 @@ impl Probe for DynamoProbe {
         }
         *self.schema.write().unwrap() = Some(schema);
         Ok(())
+    }
+
+    async fn housekeeping(&self) -> Vec<Finding> {
+        // The canary item carries `ttl` so the items of agents that are gone
+        // expire; TTL settings are per region, so every region is checked.
+        let mut out = Vec::new();
+        for side in std::iter::once(&self.source).chain(&self.replicas) {
+            let what = format!(
+                "TTL on attribute `ttl` of table {} ({})",
+                self.table, side.region
+            );
+            let res = side
+                .client
+                .describe_time_to_live()
+                .table_name(&self.table)
+                .send()
+                .await;
+            out.push(match res {
+                Err(e) => {
+                    let err = from_sdk("DescribeTimeToLive", &e);
+                    Finding::problem(
+                        what,
+                        format!(
+                            "could not be read ({}: {}); grant dynamodb:DescribeTimeToLive on the table",
+                            err.code, err.message
+                        ),
+                    )
+                }
+                Ok(out) => {
+                    let ttl = out.time_to_live_description();
+                    let status = ttl.and_then(|d| d.time_to_live_status()).map(|s| s.as_str());
+                    let attr = ttl.and_then(|d| d.attribute_name());
+                    match (status, attr) {
+                        (Some("ENABLED" | "ENABLING"), Some("ttl")) => Finding::ok(what),
+                        (Some("ENABLED" | "ENABLING"), Some(other)) => Finding::problem(
+                            what,
+                            format!("TTL is on attribute `{other}`, so canary items (which expire through `ttl`) of agents that are gone stay forever; only one TTL attribute is possible per table, so delete old canary items (keys rpo-canary#…) from time to time, or move TTL to `ttl`"),
+                        ),
+                        _ => Finding::problem(
+                            what,
+                            format!(
+                                "TTL is off: canary items of agents that are gone stay forever; enable it: aws dynamodb update-time-to-live --region {} --table-name {} --time-to-live-specification Enabled=true,AttributeName=ttl",
+                                side.region, self.table
+                            ),
+                        ),
+                    }
+                }
+            });
+        }
+        out
     }
 
     async fn write(&self, canary: Canary) -> Result<(), ProbeError> {

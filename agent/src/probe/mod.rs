@@ -83,6 +83,33 @@ pub enum Roles {
     SplitBrain { replicas: Vec<usize> },
 }
 
+/// A set-up detail that `rpo-agent check` reports beside `prepare` and
+/// `roles`: it does not stop measuring, but should be fixed (a lifecycle
+/// rule that expires old canaries, a TTL on the canary attribute).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// What was checked, e.g. "lifecycle rule on rpo-canary/ in bucket b".
+    pub what: String,
+    /// `None` when fine; otherwise the problem and its fix.
+    pub problem: Option<String>,
+}
+
+impl Finding {
+    pub fn ok(what: impl Into<String>) -> Self {
+        Finding {
+            what: what.into(),
+            problem: None,
+        }
+    }
+
+    pub fn problem(what: impl Into<String>, problem: impl Into<String>) -> Self {
+        Finding {
+            what: what.into(),
+            problem: Some(problem.into()),
+        }
+    }
+}
+
 /// One backend's view of one route: a source and its replicas.
 #[async_trait]
 pub trait Probe: Send + Sync {
@@ -102,5 +129,11 @@ pub trait Probe: Send + Sync {
     /// Checked by the writer before each canary: who accepts writes now.
     async fn roles(&self) -> Result<Roles, ProbeError> {
         Ok(Roles::AsConfigured)
+    }
+
+    /// For `rpo-agent check`, after a successful `prepare`: housekeeping
+    /// that keeps canaries from piling up. Makes read-only calls only.
+    async fn housekeeping(&self) -> Vec<Finding> {
+        Vec::new()
     }
 }

@@ -58,7 +58,7 @@ use crate::aws::attempts::CountAttempts;
 use crate::aws::errors::from_sdk;
 use crate::aws::sdk_config;
 use crate::config::{Endpoint, TargetConfig};
-use crate::probe::{Canary, ErrorClass, Probe, ProbeError};
+use crate::probe::{Canary, ErrorClass, Finding, Probe, ProbeError};
 use crate::routes::Route;
 use crate::tracker::{Observation, Sighting};
 
@@ -248,7 +248,24 @@ impl S3Probe {
         if self.lifecycle_checked.swap(true, Ordering::SeqCst) {
             return;
         }
+        for (b, f) in std::iter::once(&self.source)
+            .chain(&self.replicas)
+            .zip(self.lifecycle_findings().await)
+        {
+            if let Some(problem) = f.problem {
+                warn!(target = %self.target, bucket = %b.bucket, region = %b.region, "{problem}");
+            }
+        }
+    }
+
+    /// Whether each bucket has a rule that expires old canaries.
+    async fn lifecycle_findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
         for b in std::iter::once(&self.source).chain(&self.replicas) {
+            let what = format!(
+                "lifecycle rule on `{}` in bucket {} ({})",
+                self.prefix, b.bucket, b.region
+            );
             let res = b
                 .client
                 .get_bucket_lifecycle_configuration()
@@ -260,21 +277,30 @@ impl S3Probe {
                 Err(e) => {
                     let err = from_sdk("GetBucketLifecycleConfiguration", &e);
                     if err.code != "NoSuchLifecycleConfiguration" {
-                        warn!(target = %self.target, bucket = %b.bucket, region = %b.region, code = %err.code,
-                            "could not verify the lifecycle rule that expires old canaries: {}", err.message);
+                        out.push(Finding::problem(
+                            what,
+                            format!(
+                                "could not verify the lifecycle rule that expires old canaries ({}: {}); grant s3:GetLifecycleConfiguration on the bucket",
+                                err.code, err.message
+                            ),
+                        ));
                         continue;
                     }
                     Vec::new()
                 }
             };
-            if let Some(missing) = lifecycle_gap(&rules, &self.key_prefix) {
-                warn!(
-                    target = %self.target, bucket = %b.bucket, region = %b.region,
-                    "no lifecycle rule {missing} under `{}`: old canaries (one object per interval) will pile up; add a rule on the prefix with Expiration Days=1, NoncurrentVersionExpiration NoncurrentDays=1 and ExpiredObjectDeleteMarker (the deploy templates create it)",
-                    self.prefix
-                );
-            }
+            out.push(match lifecycle_gap(&rules, &self.key_prefix) {
+                Some(missing) => Finding::problem(
+                    what,
+                    format!(
+                        "no lifecycle rule {missing} under `{}`: old canaries (one object per interval) will pile up; add a rule on the prefix with Expiration Days=1, NoncurrentVersionExpiration NoncurrentDays=1 and ExpiredObjectDeleteMarker (the deploy templates create it)",
+                        self.prefix
+                    ),
+                ),
+                None => Finding::ok(what),
+            });
         }
+        out
     }
 
     /// Deletes our source canary once every destination showed it.
@@ -519,6 +545,10 @@ impl Probe for S3Probe {
         self.replication_rules().await?;
         self.lifecycle().await;
         Ok(())
+    }
+
+    async fn housekeeping(&self) -> Vec<Finding> {
+        self.lifecycle_findings().await
     }
 
     async fn write(&self, canary: Canary) -> Result<(), ProbeError> {

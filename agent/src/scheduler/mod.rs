@@ -1,8 +1,9 @@
 //! The scheduler owns all timing: when canaries are written, when replicas
 //! are read, when gauges refresh, and how shutdown drains.
 //!
-//! Per route it runs one writer task, one reader task per replica and one
-//! refresher; the backend probe only implements a single write and read.
+//! Per route it runs one writer task and one reader task per replica; one
+//! refresher task updates every route's gauges. The backend probe only
+//! implements a single write and read.
 
 mod pair;
 mod reader;

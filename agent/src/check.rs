@@ -1,0 +1,138 @@
+//! `rpo-agent check`: the preflight for a deployment. Before the agent runs
+//! (or when it reports a configuration problem), it tells in one ✓/✗ list
+//! whether each target is reachable with these credentials, set up for
+//! replication the way the probe needs, writable where it should be, and
+//! cleaned up by TTL or lifecycle rules, with the fix beside every ✗.
+//!
+//! It makes the probe's own read-only set-up calls (`prepare`, `roles`,
+//! `housekeeping`) and never writes a canary; `once` does that.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use crate::probe::{Finding, Roles};
+use crate::routes::Route;
+
+/// One line of the preflight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub target: String,
+    pub finding: Finding,
+}
+
+impl Line {
+    pub fn ok(&self) -> bool {
+        self.finding.problem.is_none()
+    }
+}
+
+/// Checks every route, in order. Targets measured in both directions are
+/// checked once per direction; identical lines are reported once.
+pub async fn run(routes: &[Route]) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut shown = HashSet::new();
+    for route in routes {
+        for finding in one_route(route).await {
+            if shown.insert((route.target.clone(), finding.clone().what)) {
+                lines.push(Line {
+                    target: route.target.clone(),
+                    finding,
+                });
+            }
+        }
+    }
+    lines
+}
+
+async fn one_route(route: &Route) -> Vec<Finding> {
+    let what = format!(
+        "{} {} → {}: reachable and set up for replication",
+        route.kind.as_str(),
+        route.source_region,
+        route.replica_regions.join(", ")
+    );
+    if let Err(e) = route.probe.prepare().await {
+        // Nothing further can be checked without a working set-up.
+        return vec![Finding::problem(
+            what,
+            format!("{} failed ({}): {}", e.op, e.code, e.message),
+        )];
+    }
+    let mut out = vec![Finding::ok(what)];
+    if route.kind.single_writer() {
+        let what = format!("{} is the writer", route.source_region);
+        out.push(match route.probe.roles().await {
+            Ok(Roles::AsConfigured) => Finding::ok(what),
+            Ok(Roles::Swapped { replica }) => Finding::problem(
+                what,
+                format!(
+                    "the configured source is read-only and {} accepts writes (a switchover or failover happened); the agent follows it at run time, but swap source and replicas in the configuration",
+                    route.replica_regions[replica]
+                ),
+            ),
+            Ok(Roles::NoWriter(e)) | Err(e) => Finding::problem(
+                what,
+                format!("{} failed ({}): {}", e.op, e.code, e.message),
+            ),
+            Ok(Roles::SplitBrain { replicas }) => Finding::problem(
+                what,
+                format!(
+                    "the source and {} all accept writes (split brain): the replica must be read-only; check which node the application writes to before anything else",
+                    replicas
+                        .iter()
+                        .map(|&i| route.replica_regions[i].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        });
+    }
+    out.extend(route.probe.housekeeping().await);
+    out
+}
+
+/// Renders the lines: `✓ target: what`, and for a problem `✗ target: what`
+/// followed by the problem and its fix, indented.
+pub fn render(lines: &[Line]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        let mark = if l.ok() { '✓' } else { '✗' };
+        let _ = writeln!(out, "{mark} {}: {}", l.target, l.finding.what);
+        if let Some(p) = &l.finding.problem {
+            let _ = writeln!(out, "    {p}");
+        }
+    }
+    let bad = lines.iter().filter(|l| !l.ok()).count();
+    let _ = writeln!(
+        out,
+        "{} checks, {} problem{}",
+        lines.len(),
+        bad,
+        if bad == 1 { "" } else { "s" }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_marked_and_followed_by_their_fix() {
+        let lines = vec![
+            Line {
+                target: "orders".into(),
+                finding: Finding::ok("dynamodb a → b: reachable"),
+            },
+            Line {
+                target: "invoices".into(),
+                finding: Finding::problem("lifecycle rule", "no lifecycle rule: add one"),
+            },
+        ];
+        let text = render(&lines);
+        assert_eq!(
+            text,
+            "✓ orders: dynamodb a → b: reachable\n✗ invoices: lifecycle rule\n    no lifecycle rule: add one\n2 checks, 1 problem\n"
+        );
+    }
+}
