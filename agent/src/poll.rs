@@ -78,11 +78,15 @@ impl LagModel {
         }
     }
 
+    /// Margin below the lowest recent lag: the minimum of 8 scattered lags
+    /// sits above the true minimum, so half the spread, but it is crossed
+    /// in one jump (see `next_read`), not searched step by step.
     fn guard(&self, lo: Duration) -> Duration {
-        MIN_GUARD.max(lo / 100).max(self.spread())
+        MIN_GUARD.max(lo / 100).max(self.spread() / 2)
     }
 
-    /// First step after the first read.
+    /// First step after the first read: scattered lags are searched in
+    /// about eight steps across their spread.
     fn base_step(&self) -> Duration {
         let lo = self.lo().unwrap_or(Duration::ZERO);
         MIN_STEP.max(lo / 200).max(self.spread() / 8)
@@ -94,6 +98,15 @@ impl LagModel {
         let first = p.acked + self.lead();
         match p.last_miss {
             Some(miss) if miss >= first => {
+                // Arrivals below the lowest recent lag are rare: the guard
+                // read pins the window's lower edge, the next goes to just
+                // below that lag, and the fine steps start from there.
+                if let Some(lo) = self.lo() {
+                    let near = p.acked + lo.saturating_sub(self.base_step());
+                    if miss + self.base_step() < near {
+                        return near;
+                    }
+                }
                 let age = miss.saturating_duration_since(p.acked);
                 // Near the predicted arrival, steps stay within 1 % of the age
                 // (the error budget); with no prediction, or long past it (a
@@ -124,6 +137,15 @@ mod tests {
     /// Simulates a replica whose canaries arrive `delay` after the ack and
     /// reads that take 2 ms; returns (mean reads per canary, max |error|).
     fn simulate(delay: Duration, interval: Duration, canaries: u32) -> (f64, Duration) {
+        simulate_with(|_| delay, interval, canaries)
+    }
+
+    /// As `simulate`, with canary `i` arriving `delay(i)` after its ack.
+    fn simulate_with(
+        delay: impl Fn(u32) -> Duration,
+        interval: Duration,
+        canaries: u32,
+    ) -> (f64, Duration) {
         let t0 = Instant::now();
         let mut tracker = Tracker::new(ms(600_000), 100);
         let mut model = LagModel::default();
@@ -139,7 +161,7 @@ mod tests {
                     sent: now,
                     received: now + ms(2),
                 };
-                let shows = (now + ms(1) >= ack + delay).then_some(i as u64 + 1);
+                let shows = (now + ms(1) >= ack + delay(i)).then_some(i as u64 + 1);
                 reads += 1;
                 let events = tracker.observe(span, &Observation::UpTo(shows.or(Some(i as u64))));
                 now += ms(2);
@@ -149,7 +171,7 @@ mod tests {
                 {
                     model.record(*lag, *uncertainty);
                     if i >= 3 {
-                        worst = worst.max(lag.abs_diff(delay));
+                        worst = worst.max(lag.abs_diff(delay(i)));
                         seen += 1;
                     }
                     break;
@@ -169,6 +191,15 @@ mod tests {
             assert!(reads <= 4.0, "{delay:?}: {reads} reads per canary");
             assert!(err <= max_err, "{delay:?}: error {err:?}");
         }
+    }
+
+    #[test]
+    fn jittered_lags_cost_a_handful_of_reads() {
+        // 300 ms + 0–100 ms of jitter (a scrambled sequence, as the lab's).
+        let jitter = |i: u32| ms(300 + u64::from(i * 37 % 101));
+        let (reads, err) = simulate_with(jitter, ms(1000), 60);
+        assert!(reads <= 8.0, "{reads} reads per canary");
+        assert!(err <= ms(20), "error {err:?}");
     }
 
     #[test]
