@@ -83,6 +83,13 @@ fn line<'a>(out: &'a str, mark: char, target: &str, what: &str) -> Option<(&'a s
     })
 }
 
+/// The fix printed under the ✗ line of `target` that contains `what`.
+fn problem<'a>(out: &'a str, target: &str, what: &str) -> &'a str {
+    line(out, '✗', target, what)
+        .unwrap_or_else(|| panic!("no ✗ {target}: {what} in:\n{out}"))
+        .1
+}
+
 #[test]
 fn a_good_set_up_passes_and_every_problem_is_shown_with_its_fix() {
     let lab = lab();
@@ -136,24 +143,19 @@ fn a_good_set_up_passes_and_every_problem_is_shown_with_its_fix() {
     let (code, out) = agent(&["check"], &bad);
     println!("{out}");
     assert_eq!(code, Some(1), "{out}");
-    let (_, fix) = line(
+    let fix = problem(
         &out,
-        '✗',
         "nottl",
         "TTL on attribute `ttl` of table nottl (ap-northeast-1)",
-    )
-    .unwrap_or_else(|| panic!("{out}"));
+    );
     assert!(fix.contains("update-time-to-live"), "{fix}");
-    let (_, fix) = line(
+    let fix = problem(
         &out,
-        '✗',
         "nolc",
         "lifecycle rule on `rpo-canary/` in bucket nolc-tokyo",
-    )
-    .unwrap_or_else(|| panic!("{out}"));
+    );
     assert!(fix.contains("Expiration Days=1"), "{fix}");
-    let (_, fix) = line(&out, '✗', "absent", "reachable and set up for replication")
-        .unwrap_or_else(|| panic!("{out}"));
+    let fix = problem(&out, "absent", "reachable and set up for replication");
     assert!(fix.contains("does not exist"), "{fix}");
     assert!(out.contains("problems"), "{out}");
 }
@@ -168,7 +170,7 @@ fn a_missing_sql_table_is_a_problem_that_check_fix_creates() {
     let (code, out) = agent(&["check"], &targets);
     println!("{out}");
     assert_eq!(code, Some(1), "{out}");
-    let (_, fix) = line(&out, '✗', "pg", "reachable").unwrap_or_else(|| panic!("{out}"));
+    let fix = problem(&out, "pg", "reachable");
     assert!(fix.contains("rpo-agent init"), "{fix}");
     assert!(!out.contains("rpo-lab-secret"), "password printed: {out}");
 
