@@ -445,3 +445,50 @@ fn slowdown_errors_are_counted_by_code_and_the_probe_recovers() {
         .collect();
     assert!(other.is_empty(), "only SlowDown errors: {other:?}");
 }
+
+#[test]
+fn delete_seen_removes_replicated_source_canaries_and_keeps_the_dr_copies() {
+    let t = "delseen";
+    buckets(t, "rpo-canary/");
+    let agent = start(&[target(t, "500ms", "delete_seen = true")]);
+    wait_observed(&agent, t, 6.0, 20);
+    // Deletions run after the sighting, in the background.
+    std::thread::sleep(Duration::from_secs(1));
+    let keys = |bucket: &str, region: &str| -> Vec<String> {
+        rt().block_on(async {
+            lab()
+                .s3(region)
+                .await
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix("rpo-canary/")
+                .send()
+                .await
+                .unwrap()
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect()
+        })
+    };
+    let observed = agent.value("rpo_canaries_observed_total", &l(t)).unwrap();
+    let left = keys(&src(t), SRC);
+    let kept = keys(&dst(t), DST);
+    println!(
+        "{t}: {observed} observed; {} source canaries left, {} DR copies kept",
+        left.len(),
+        kept.len()
+    );
+    // Only canaries not yet seen (about one interval's worth) remain.
+    assert!(left.len() <= 3, "source canaries not deleted: {left:?}");
+    // The DR side is never touched (no delete permission needed there).
+    assert!(kept.len() as f64 >= observed, "{} < {observed}", kept.len());
+    assert!(
+        !agent.logs().iter().any(|v| v["target"] == t
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("could not delete"))),
+        "DeleteObject failed"
+    );
+    assert_eq!(agent.value("rpo_canaries_lost_total", &l(t)), Some(0.0));
+}

@@ -27,23 +27,49 @@ const MIN_GUARD: Duration = Duration::from_millis(10);
 pub struct LagModel {
     /// Estimated arrival delays, with whether their window was narrow.
     recent: VecDeque<(Duration, bool)>,
+    /// The last sample halved the estimate (see `record`).
+    falling: bool,
 }
 
 impl LagModel {
     /// Records a canary's lag. The middle of its miss→hit window is the best
-    /// estimate of the true arrival, but a wide window (the first read already
-    /// hit) says little, so one sample moves the estimate down by 10 % at most.
+    /// estimate of the true arrival, but a wide window says little, so one
+    /// sample moves the estimate down by 10 % at most, unless the first read
+    /// hit before every narrow estimate: then the lag has fallen and the
+    /// window's true middle (half the lag) is taken.
     pub fn record(&mut self, lag: Duration, uncertainty: Duration) {
-        let mid = lag.saturating_sub((uncertainty / 2).min(lag / 10 + MIN_STEP));
+        // The first read already showed it, earlier than every estimate,
+        // and those were narrow (or already falling): the store got faster,
+        // by an unknown amount. A cold start's wide guesses are not enough.
+        // Scattered lags (jitter) explain an early arrival by themselves.
+        let narrow: Vec<Duration> = self
+            .recent
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(d, _)| *d)
+            .collect();
+        let steady = match (narrow.iter().min(), narrow.iter().max()) {
+            (Some(a), Some(b)) => *b - *a <= lag / 4,
+            _ => false,
+        };
+        let faster =
+            uncertainty >= lag && self.lo().is_some_and(|lo| lag < lo) && (steady || self.falling);
+        self.falling = faster;
+        let cap = if faster { lag / 2 } else { lag / 10 + MIN_STEP };
+        let mid = lag.saturating_sub((uncertainty / 2).min(cap));
         let precise = uncertainty <= (MIN_GUARD * 2).max(lag / 50);
+        // This canary arrived by `lag` at the latest: older estimates of more
+        // than twice that are stale (a stall's backlog has drained, or the
+        // store got faster), and kept they would spread the prediction and
+        // the read steps over the old lags for the next 8 canaries.
+        self.recent.retain(|(d, _)| *d <= lag * 2 + MIN_GUARD);
+        // It arrived after `lag − uncertainty` at the earliest: estimates
+        // under half of that are stale too (the store got slower).
+        let lower = lag.saturating_sub(uncertainty);
+        self.recent.retain(|(d, _)| *d * 2 + MIN_GUARD >= lower);
         if precise {
             // Cold-start guesses would otherwise widen the spread for a while.
             self.recent.retain(|(_, p)| *p);
-            // Lags fell to less than half of older ones: the backlog of a
-            // stall has drained (its canaries arrive with ever smaller lags,
-            // the newest last). Kept, those lags would spread the prediction
-            // over the whole stall and cost ~8 canaries of wide windows.
-            self.recent.retain(|(d, _)| *d <= mid * 2 + MIN_GUARD);
         }
         if self.recent.len() == HISTORY {
             self.recent.pop_front();
@@ -101,9 +127,12 @@ impl LagModel {
                 // Arrivals below the lowest recent lag are rare: the guard
                 // read pins the window's lower edge, the next goes to just
                 // below that lag, and the fine steps start from there.
+                // Steps stay under a quarter interval, so a canary is seen at
+                // most that long after it arrived, whatever the history.
+                let base = self.base_step().min(interval / 4).max(MIN_STEP);
                 if let Some(lo) = self.lo() {
-                    let near = p.acked + lo.saturating_sub(self.base_step());
-                    if miss + self.base_step() < near {
+                    let near = p.acked + lo.saturating_sub(base);
+                    if miss + base < near {
                         return near;
                     }
                 }
@@ -116,8 +145,8 @@ impl LagModel {
                     .hi()
                     .is_some_and(|hi| age <= hi + hi / 4 + MIN_GUARD * 2);
                 let share = if expected { age / 100 } else { age / 4 };
-                let cap = share.max(self.base_step()).min(interval);
-                let step = (miss - first).clamp(self.base_step(), cap.max(self.base_step()));
+                let cap = share.max(base).min(interval);
+                let step = (miss - first).clamp(base, cap.max(base));
                 miss + step
             }
             _ => first,
@@ -146,14 +175,28 @@ mod tests {
         interval: Duration,
         canaries: u32,
     ) -> (f64, Duration) {
+        let per = per_canary(delay, interval, canaries);
+        let steady = &per[3..];
+        let reads: u32 = steady.iter().map(|(r, _)| r).sum();
+        let worst = steady.iter().map(|(_, e)| *e).max().unwrap();
+        (f64::from(reads) / steady.len() as f64, worst)
+    }
+
+    /// (reads, |measured − true lag|) of each canary, one canary at a time.
+    fn per_canary(
+        delay: impl Fn(u32) -> Duration,
+        interval: Duration,
+        canaries: u32,
+    ) -> Vec<(u32, Duration)> {
         let t0 = Instant::now();
         let mut tracker = Tracker::new(ms(600_000), 100);
         let mut model = LagModel::default();
-        let (mut reads, mut worst, mut seen) = (0u32, Duration::ZERO, 0u32);
+        let mut out = Vec::new();
         for i in 0..canaries {
             let ack = t0 + interval * i;
             tracker.written(i as u64 + 1, ack, ack);
             let mut now = ack;
+            let mut reads = 0;
             loop {
                 let p = tracker.awaited().next().expect("pending").clone();
                 now = now.max(model.next_read(&p, interval));
@@ -170,18 +213,38 @@ mod tests {
                 }) = events.first()
                 {
                     model.record(*lag, *uncertainty);
-                    if i >= 3 {
-                        worst = worst.max(lag.abs_diff(delay(i)));
-                        seen += 1;
-                    }
+                    out.push((reads, lag.abs_diff(delay(i))));
                     break;
                 }
             }
-            if i == 2 {
-                reads = 0;
-            }
         }
-        (reads as f64 / seen as f64, worst)
+        out
+    }
+
+    /// Canaries `from..` after a change of lag at canary 20 must be measured
+    /// within `err` at no more than `reads` reads on average.
+    fn follows_a_change(before: u64, after: u64, from: usize, err: Duration, reads: f64) {
+        let per = per_canary(|i| ms(if i < 20 { before } else { after }), ms(5000), 40);
+        let later = &per[from..];
+        let worst = later.iter().map(|(_, e)| *e).max().unwrap();
+        let mean = f64::from(later.iter().map(|(r, _)| r).sum::<u32>()) / later.len() as f64;
+        assert!(
+            worst <= err && mean <= reads,
+            "{before} → {after} ms: canaries from {from}: worst error {worst:?}, {mean} reads ({:?})",
+            &per[18..]
+        );
+    }
+
+    #[test]
+    fn a_lag_that_falls_is_followed_within_a_few_canaries() {
+        follows_a_change(2000, 300, 23, ms(15), 4.0);
+        // 150 times faster: the estimate halves per canary for a few.
+        follows_a_change(30_000, 200, 27, ms(15), 4.5);
+    }
+
+    #[test]
+    fn a_lag_that_rises_is_followed_within_three_canaries() {
+        follows_a_change(300, 2000, 23, ms(25), 4.0);
     }
 
     #[test]
@@ -195,9 +258,12 @@ mod tests {
 
     #[test]
     fn jittered_lags_cost_a_handful_of_reads() {
-        // 300 ms + 0–100 ms of jitter (a scrambled sequence, as the lab's).
-        let jitter = |i: u32| ms(300 + u64::from(i * 37 % 101));
-        let (reads, err) = simulate_with(jitter, ms(1000), 60);
+        // 300 ms + 0–100 ms of jitter (a scrambled sequence, as the lab's),
+        // after the cold start's first 8 canaries.
+        let per = per_canary(|i| ms(300 + u64::from(i * 37 % 101)), ms(1000), 60);
+        let steady = &per[8..];
+        let reads = f64::from(steady.iter().map(|(r, _)| r).sum::<u32>()) / steady.len() as f64;
+        let err = steady.iter().map(|(_, e)| *e).max().unwrap();
         assert!(reads <= 8.0, "{reads} reads per canary");
         assert!(err <= ms(20), "error {err:?}");
     }

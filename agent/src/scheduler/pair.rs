@@ -23,6 +23,8 @@ pub struct PairState {
     canary_key: String,
     tracker: Tracker,
     model: LagModel,
+    /// The newest canary whose lag taught `model`.
+    taught_by: Option<u64>,
     metrics: ReplicaMetrics,
     status: ReplicaStatus,
     write_ok: bool,
@@ -52,6 +54,7 @@ impl PairState {
             canary_key,
             tracker: Tracker::new(timeout, max_pending),
             model: LagModel::default(),
+            taught_by: None,
             metrics,
             status,
             write_ok: false,
@@ -153,7 +156,14 @@ impl PairState {
                     self.metrics.lag.observe(lag.as_secs_f64());
                     self.metrics.uncertainty.observe(uncertainty.as_secs_f64());
                     self.metrics.last_success.set(unix_seconds());
-                    self.model.record(lag, uncertainty);
+                    // A canary seen after a newer one belongs to a drained
+                    // backlog (per-object stores after a stall): its lag
+                    // measures the stall, not how fast the store replicates
+                    // now, and would skew the poll planner.
+                    if self.taught_by.is_none_or(|n| seq > n) {
+                        self.taught_by = Some(seq);
+                        self.model.record(lag, uncertainty);
+                    }
                     debug!(
                         target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
                         seq, lag_seconds = lag.as_secs_f64(), uncertainty_seconds = uncertainty.as_secs_f64(), reads,
