@@ -102,13 +102,67 @@ fn postgres_lag_is_the_apply_delay_within_30ms() {
 }
 
 #[test]
-fn mariadb_lag_is_within_the_master_delay_band() {
-    // MASTER_DELAY=2 counts from the event's timestamp; most canaries land
-    // 1.9–2.3 s after the write (the phase of the write within its second
-    // matters), and MariaDB sometimes applies a transaction
-    // up to 1 s early (whole-second resolution), which the agent reports as
-    // it is: every canary within 1–3 s, the median within 1.5–2.5 s.
-    accuracy("mysql", "2s", 1.0, 3.0, (1.5, 2.5));
+fn mariadb_lag_matches_each_canarys_apply_time() {
+    // MASTER_DELAY=2 is not a fixed 2 s lag: the applier sleeps until the
+    // event's whole-second timestamp + 2 by its own clock truncated to the
+    // second, so under one write per second its applies lock to a
+    // sub-second phase and the true lag lands anywhere from ≈ 1 s to ≈ 3 s,
+    // run to run (bench/sql_side_by_side.py). The agent is therefore judged
+    // against each canary's true apply time, logged by replica triggers.
+    let _g = engine_lock("mysql");
+    let t = "acc-mysql";
+    let truth = mariadb_apply_times(lab());
+    let delayed = lab().fault_until_drop(&["mysql", "delay", "2s"], &["mysql", "delay", "0"]);
+    let agent = start(&[lab_target(lab(), t, "mysql", "1s", "")]);
+    std::thread::sleep(Duration::from_secs(6));
+    let reads0 = agent.value("rpo_replica_reads_total", &l(t)).unwrap_or(0.0);
+    let seen0 = agent
+        .value("rpo_canaries_observed_total", &l(t))
+        .unwrap_or(0.0);
+    let warm = measured_lags(&agent, t).len();
+    std::thread::sleep(Duration::from_secs(16));
+    let reads = agent.value("rpo_replica_reads_total", &l(t)).unwrap() - reads0;
+    let seen = agent.value("rpo_canaries_observed_total", &l(t)).unwrap() - seen0;
+    delayed.undo();
+    let truth: std::collections::HashMap<u64, f64> = truth().into_iter().collect();
+    let rows: Vec<(f64, f64)> = measured_lags(&agent, t)[warm..]
+        .iter()
+        .filter_map(|(seq, lag)| truth.get(seq).map(|g| (*lag, *g)))
+        .collect();
+    assert!(
+        rows.len() >= 10,
+        "{t}: only {} canaries matched",
+        rows.len()
+    );
+    let mut errors: Vec<f64> = rows.iter().map(|(m, g)| (m - g).abs()).collect();
+    errors.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = errors[errors.len() / 2];
+    println!(
+        "{t}: MASTER_DELAY 2: {} canaries, true lag {:.3}–{:.3} s; |error| median {:.1} ms, max {:.1} ms; reads/canary {:.2}",
+        rows.len(),
+        rows.iter().map(|r| r.1).fold(f64::MAX, f64::min),
+        rows.iter().map(|r| r.1).fold(0.0, f64::max),
+        median * 1e3,
+        errors[errors.len() - 1] * 1e3,
+        reads / seen
+    );
+    for (m, g) in &rows {
+        assert!(
+            (1.0..=3.1).contains(m),
+            "{t}: lag {m} s outside MASTER_DELAY's band"
+        );
+        // Scattered lags widen the read steps (an eighth of the spread).
+        assert!(
+            (m - g).abs() <= 0.150,
+            "{t}: measured {m} s, true {g} s ({rows:?})"
+        );
+    }
+    assert!(median <= 0.040, "{t}: median error {median} s ({rows:?})");
+    assert!(
+        reads / seen <= 12.0,
+        "{t}: {} reads per canary",
+        reads / seen
+    );
 }
 
 fn stall(kind: &str) {

@@ -118,6 +118,22 @@ impl LagModel {
         MIN_STEP.max(lo / 200).max(self.spread() / 8)
     }
 
+    /// `next_read`, aware of the oldest canary still awaited. With no lag
+    /// seen yet (a cold start), a newer canary is not read before three
+    /// quarters of the age at which the oldest was last missing: their lags
+    /// are alike, so the oldest's search speaks for all. At a 30 s lag and a
+    /// 1 s interval this spares ~30 canaries a search of ~35 reads each.
+    pub fn plan(&self, p: &Pending, oldest: &Pending, interval: Duration) -> Instant {
+        let at = self.next_read(p, interval);
+        match oldest.last_miss {
+            Some(miss) if self.recent.is_empty() && oldest.seq != p.seq => {
+                let floor = miss.saturating_duration_since(oldest.acked) * 3 / 4;
+                at.max(p.acked + floor)
+            }
+            _ => at,
+        }
+    }
+
     /// When canary `p` should be read next. `interval` caps the step so a
     /// resumed replication is noticed within one interval.
     pub fn next_read(&self, p: &Pending, interval: Duration) -> Instant {
@@ -341,5 +357,33 @@ mod tests {
             m.record(ms(lag), ms(5));
         }
         assert!(m.hi().unwrap() >= ms(540), "{:?}", m.recent);
+    }
+
+    #[test]
+    fn on_a_cold_start_newer_canaries_wait_for_the_oldest_search() {
+        let t0 = Instant::now();
+        let m = LagModel::default();
+        let pending = |seq, acked: Instant, last_miss| Pending {
+            seq,
+            sent: acked,
+            acked,
+            last_miss,
+            reads: 0,
+            lost: false,
+        };
+        let oldest = pending(1, t0, Some(t0 + ms(10_000)));
+        let newer = pending(2, t0 + ms(1000), None);
+        assert!(m.plan(&newer, &oldest, ms(1000)) >= t0 + ms(8500));
+        // The oldest itself, and any canary once a lag is known, as before.
+        assert_eq!(
+            m.plan(&oldest, &oldest, ms(1000)),
+            m.next_read(&oldest, ms(1000))
+        );
+        let mut warm = LagModel::default();
+        warm.record(ms(300), ms(5));
+        assert_eq!(
+            warm.plan(&newer, &oldest, ms(1000)),
+            warm.next_read(&newer, ms(1000))
+        );
     }
 }

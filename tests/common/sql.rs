@@ -111,3 +111,59 @@ pub fn logs_with(agent: &Agent, target: &str, needle: &str) -> Vec<serde_json::V
 pub fn env_of(lab: &Lab) -> HashMap<String, String> {
     lab.env.clone()
 }
+
+/// Runs `sql` as root on the lab's MariaDB `role` ("primary"/"replica")
+/// through its socket; returns the tab-separated rows.
+pub fn mariadb_root(lab: &Lab, role: &str, sql: &str) -> String {
+    let sock = lab.dir().join("mysql/run").join(format!("{role}.sock"));
+    let out = std::process::Command::new("mariadb")
+        .args(["--no-defaults", "-u", "root", "-N", "-B", "-S"])
+        .arg(&sock)
+        .args(["-e", sql])
+        .output()
+        .expect("run the mariadb client");
+    assert!(
+        out.status.success(),
+        "mariadb {role}: {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs replica-only triggers that log when the applier writes each
+/// canary row (`SYSDATE(6)`, the real clock), the ground truth of a MariaDB
+/// lag; returns a reader of (seq, true lag in seconds). The canary's `seq`
+/// is its write time in µs since the epoch.
+pub fn mariadb_apply_times(lab: &Lab) -> impl Fn() -> Vec<(u64, f64)> + '_ {
+    mariadb_root(
+        lab,
+        "replica",
+        "STOP SLAVE SQL_THREAD; SET GLOBAL slave_run_triggers_for_rbr = 'YES'; START SLAVE SQL_THREAD;",
+    );
+    let mut ddl = String::from(
+        "SET SESSION sql_log_bin = 0; CREATE DATABASE IF NOT EXISTS rpo_truth; \
+         CREATE TABLE IF NOT EXISTS rpo_truth.applied (seq BIGINT UNSIGNED, applied_at DOUBLE); ",
+    );
+    for ev in ["INSERT", "UPDATE"] {
+        ddl += &format!(
+            "DROP TRIGGER IF EXISTS app.rpo_truth_{e}; CREATE TRIGGER app.rpo_truth_{e} AFTER {ev} ON app.rpo_canary \
+             FOR EACH ROW INSERT INTO rpo_truth.applied VALUES (NEW.seq, UNIX_TIMESTAMP(SYSDATE(6))); ",
+            e = ev.to_lowercase()
+        );
+    }
+    mariadb_root(lab, "replica", &ddl);
+    move || {
+        mariadb_root(
+            lab,
+            "replica",
+            "SELECT seq, applied_at FROM rpo_truth.applied",
+        )
+        .lines()
+        .filter_map(|l| {
+            let (seq, at) = l.split_once('\t')?;
+            let seq: u64 = seq.parse().ok()?;
+            Some((seq, at.parse::<f64>().ok()? - seq as f64 / 1e6))
+        })
+        .collect()
+    }
+}

@@ -65,9 +65,10 @@ impl PairState {
 
     /// When the replica should be read next; `None` when nothing is awaited.
     pub fn next_read(&self, interval: Duration) -> Option<Instant> {
+        let oldest = self.tracker.awaited().next()?;
         self.tracker
             .awaited()
-            .map(|p| self.model.next_read(p, interval))
+            .map(|p| self.model.plan(p, oldest, interval))
             .min()
     }
 
@@ -79,9 +80,12 @@ impl PairState {
     /// The seqs due for a read at `now` by the poll planner, oldest first:
     /// stores read per canary (S3) look only at these.
     pub fn due(&self, now: Instant, interval: Duration) -> Vec<u64> {
+        let Some(oldest) = self.tracker.awaited().next() else {
+            return Vec::new();
+        };
         self.tracker
             .awaited()
-            .filter(|p| self.model.next_read(p, interval) <= now)
+            .filter(|p| self.model.plan(p, oldest, interval) <= now)
             .map(|p| p.seq)
             .collect()
     }
