@@ -57,6 +57,11 @@ fn postgres_promote_is_split_brain_then_losing_the_primary_swaps_the_direction()
             |v| v >= 3.0,
         )
         .unwrap();
+    // The counter exists from start-up, so increase() sees the first swap.
+    assert_eq!(
+        agent.value("rpo_direction_changes_total", &[("target", t)]),
+        Some(0.0)
+    );
 
     // The lab's promote leaves the old primary writable: split brain.
     lab().fault(&["postgres", "promote"]);

@@ -70,6 +70,9 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let mut runs = Vec::new();
     for route in routes {
+        if route.kind.single_writer() {
+            metrics.can_change_direction(&route.target, route.kind.as_str());
+        }
         let pairs = (0..route.replica_regions.len())
             .map(|i| {
                 let labels = route.labels(i);
