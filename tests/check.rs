@@ -107,36 +107,22 @@ fn a_good_set_up_passes_and_every_problem_is_shown_with_its_fix() {
     let (code, out) = agent(&["check"], &good);
     println!("{out}");
     assert_eq!(code, Some(0), "{out}");
-    assert!(
-        line(
-            &out,
-            '✓',
+    for (target, what) in [
+        ("good", "dynamodb ap-northeast-1 → ap-northeast-3"),
+        (
             "good",
-            "dynamodb ap-northeast-1 → ap-northeast-3"
-        )
-        .is_some(),
-        "{out}"
-    );
-    assert!(
-        line(
-            &out,
-            '✓',
-            "good",
-            "TTL on attribute `ttl` of table good (ap-northeast-3)"
-        )
-        .is_some(),
-        "{out}"
-    );
-    assert!(
-        line(
-            &out,
-            '✓',
+            "TTL on attribute `ttl` of table good (ap-northeast-3)",
+        ),
+        (
             "goods3",
-            "lifecycle rule on `rpo-canary/` in bucket goods3-osaka"
-        )
-        .is_some(),
-        "{out}"
-    );
+            "lifecycle rule on `rpo-canary/` in bucket goods3-osaka",
+        ),
+    ] {
+        assert!(
+            line(&out, '✓', target, what).is_some(),
+            "✓ {target}: {what}\n{out}"
+        );
+    }
     assert!(!out.contains('✗'), "{out}");
 
     let bad = [dynamodb("nottl"), s3("nolc"), dynamodb("absent")];
