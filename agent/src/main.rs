@@ -231,7 +231,14 @@ async fn run_check(cfg: Config, fix: bool) -> anyhow::Result<ExitCode> {
     let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
     let metrics = Metrics::new(&Registry::new(), VERSION)?;
     let routes = routes::build(&cfg, &id, &metrics).await?;
-    let lines = check::run(&routes).await;
+    let mut lines = check::run(&routes).await;
+    // A table `--fix` just created reaches the replicas by replication:
+    // give it a few seconds before calling its absence a problem.
+    let patience = std::time::Instant::now() + Duration::from_secs(10);
+    while fix && lines.iter().any(|l| !l.ok()) && std::time::Instant::now() < patience {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        lines = check::run(&routes).await;
+    }
     print!("{}", check::render(&lines));
     Ok(if lines.iter().all(|l| l.ok()) {
         ExitCode::SUCCESS
