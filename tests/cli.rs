@@ -2,6 +2,7 @@
 //! `healthcheck` fails clearly when no agent answers. No lab needed.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use rpo_integration_tests::agent_bin;
 
@@ -131,4 +132,34 @@ fn a_listen_address_in_use_is_explained() {
         out.contains(&addr.to_string()) && out.contains("listen"),
         "{out}"
     );
+}
+
+#[test]
+fn sigterm_stops_the_agent_promptly_while_a_store_hangs() {
+    // A listener that accepts TCP connections (the kernel does) and never
+    // answers: every AWS call hangs until its timeout.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hang.local_addr().unwrap());
+    let env: std::collections::HashMap<String, String> = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "x"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut agent = rpo_integration_tests::Agent::start(
+        &format!("[agent]\nid = \"hang\"\nlisten = \"127.0.0.1:0\"\n\n{OK}"),
+        &env,
+    );
+    // Let the writer get stuck in its first set-up call.
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = Instant::now();
+    assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
+    let took = asked.elapsed();
+    println!("exit {took:?} after SIGTERM with a hanging store");
+    // Without abandoning the set-up call, shutdown waits for the SDK's
+    // operation timeout first.
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+    drop(hang);
 }

@@ -38,7 +38,13 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
             next = now + route.interval;
         }
         if !prepared {
-            match route.probe.prepare().await {
+            // Set-up calls against an unreachable store can take a whole
+            // timeout; shutdown abandons them (they write nothing).
+            let result = tokio::select! {
+                r = route.probe.prepare() => r,
+                _ = shutdown.recv() => break,
+            };
+            match result {
                 Ok(()) => {
                     info!(target = %route.target, source_region = %route.source_region,
                         replicas = ?route.replica_regions, key = %route.canary_key, "target ready");
@@ -56,7 +62,11 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 }
             }
         }
-        match route.probe.roles().await {
+        let roles = tokio::select! {
+            r = route.probe.roles() => r,
+            _ = shutdown.recv() => break,
+        };
+        match roles {
             Ok(Roles::AsConfigured) => {}
             Ok(Roles::Swapped { replica }) => swap_direction(&run, replica),
             Ok(Roles::SplitBrain { replicas }) => {
