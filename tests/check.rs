@@ -2,10 +2,8 @@
 //! knows is shown as ✗ with its fix, a good set-up as ✓, and the exit
 //! status says whether anything is wrong. One lab (AWS + SQL) for the file.
 
-use std::process::Command;
-
 use rpo_integration_tests::sql::{lab_target, SRC};
-use rpo_integration_tests::{agent_bin, Lab};
+use rpo_integration_tests::{run_command, Lab};
 
 const DST: &str = "ap-northeast-3";
 
@@ -20,30 +18,10 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Runs `rpo-agent ARGS --config <targets>` with the lab's environment;
-/// returns (exit code, stdout + stderr).
+/// Runs `rpo-agent ARGS --config <targets>` with the lab's environment.
 fn agent(args: &[&str], targets: &[String]) -> (Option<i32>, String) {
-    let f = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        f.path(),
-        format!("[agent]\nid = \"check\"\n\n{}", targets.join("\n")),
-    )
-    .unwrap();
-    let out = Command::new(agent_bin())
-        .args(args)
-        .arg("--config")
-        .arg(f.path())
-        .envs(&lab().env)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let config = format!("[agent]\nid = \"check\"\n\n{}", targets.join("\n"));
+    run_command(args, &config, &lab().env)
 }
 
 fn dynamodb(name: &str) -> String {

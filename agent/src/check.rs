@@ -33,7 +33,7 @@ pub async fn run(routes: &[Route]) -> Vec<Line> {
     let mut shown = HashSet::new();
     for route in routes {
         for finding in one_route(route).await {
-            if shown.insert((route.target.clone(), finding.clone().what)) {
+            if shown.insert((route.target.clone(), finding.what.clone())) {
                 lines.push(Line {
                     target: route.target.clone(),
                     finding,
@@ -53,10 +53,7 @@ async fn one_route(route: &Route) -> Vec<Finding> {
     );
     if let Err(e) = route.probe.prepare().await {
         // Nothing further can be checked without a working set-up.
-        return vec![Finding::problem(
-            what,
-            format!("{} failed ({}): {}", e.op, e.code, e.message),
-        )];
+        return vec![Finding::problem(what, e.to_string())];
     }
     let mut out = vec![Finding::ok(what)];
     if route.kind.single_writer() {
@@ -72,7 +69,7 @@ async fn one_route(route: &Route) -> Vec<Finding> {
             ),
             Ok(Roles::NoWriter(e)) | Err(e) => Finding::problem(
                 what,
-                format!("{} failed ({}): {}", e.op, e.code, e.message),
+                e.to_string(),
             ),
             Ok(Roles::SplitBrain { replicas }) => Finding::problem(
                 what,

@@ -188,13 +188,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a swap of source and replica on `target`.
     /// Creates `rpo_direction_changes_total` at 0 for a target that can
     /// fail over, so `increase()` sees its first swap.
     pub fn can_change_direction(&self, target: &str, kind: &str) {
         let _ = self.direction_changes.with_label_values(&[target, kind]);
     }
 
+    /// Counts a swap of source and replica on `target`.
     pub fn direction_changed(&self, target: &str, kind: &str) {
         self.direction_changes
             .with_label_values(&[target, kind])

@@ -41,3 +41,29 @@ pub fn agent_bin() -> PathBuf {
     );
     bin
 }
+
+/// Runs `rpo-agent ARGS --config <config>` (a one-shot command: `init`,
+/// `check`, `once`) with `env` added; returns (exit code, stdout + stderr).
+pub fn run_command(
+    args: &[&str],
+    config: &str,
+    env: &std::collections::HashMap<String, String>,
+) -> (Option<i32>, String) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), config).unwrap();
+    let out = std::process::Command::new(agent_bin())
+        .args(args)
+        .arg("--config")
+        .arg(f.path())
+        .envs(env)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{agent_bin, Agent, Lab};
+use super::{Agent, Lab};
 
 pub const SRC: &str = "ap-northeast-1";
 pub const DST: &str = "ap-northeast-3";
@@ -45,21 +45,8 @@ pub fn sql_config(targets: &[String]) -> String {
 
 /// Runs `rpo-agent init` on `config`; returns (success, stdout+stderr).
 pub fn run_init(config: &str) -> (bool, String) {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(&mut f, config.as_bytes()).unwrap();
-    let out = std::process::Command::new(agent_bin())
-        .args(["init", "--config"])
-        .arg(f.path())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let (code, out) = super::run_command(&["init"], config, &HashMap::new());
+    (code == Some(0), out)
 }
 
 /// Per-canary (seq → measured lag seconds) from the agent's debug log.
