@@ -22,6 +22,40 @@ const MIN_STEP: Duration = Duration::from_millis(5);
 /// Smallest safety margin before the predicted arrival.
 const MIN_GUARD: Duration = Duration::from_millis(10);
 
+/// One canary's measurement, as the tracker reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub seq: u64,
+    /// When the source acknowledged the canary.
+    pub acked: Instant,
+    /// First read that saw it, minus `acked`.
+    pub lag: Duration,
+    /// Width of the miss→hit window ending at `acked + lag`.
+    pub uncertainty: Duration,
+}
+
+impl Sample {
+    fn seen(&self) -> Instant {
+        self.acked + self.lag
+    }
+
+    /// When it was last missing; `None` when the first read already saw it
+    /// (the window then starts at the ack and bounds nothing from below).
+    fn missing_at(&self) -> Option<Instant> {
+        (self.uncertainty < self.lag).then(|| self.seen() - self.uncertainty)
+    }
+
+    /// Both were missing at one moment and both present at a later one,
+    /// though written apart: they may have arrived at the same instant, as
+    /// canaries held back by a stall do when it drains.
+    fn arrived_with(&self, other: &Sample) -> bool {
+        match (self.missing_at(), other.missing_at()) {
+            (Some(a), Some(b)) => self.seq != other.seq && a < other.seen() && b < self.seen(),
+            _ => false,
+        }
+    }
+}
+
 /// Recent lags of one (target, replica) pair.
 #[derive(Debug, Default, Clone)]
 pub struct LagModel {
@@ -29,6 +63,12 @@ pub struct LagModel {
     recent: VecDeque<(Duration, bool)>,
     /// The last sample halved the estimate (see `record`).
     falling: bool,
+    /// The newest canary recorded, and whether it changed `recent`.
+    last: Option<(Sample, bool)>,
+    /// `recent` and `falling` before the last sample changed them.
+    undo: Option<(VecDeque<(Duration, bool)>, bool)>,
+    /// A lag has been learned once (the cold-start rule of `plan` is over).
+    learned: bool,
 }
 
 impl LagModel {
@@ -37,7 +77,43 @@ impl LagModel {
     /// sample moves the estimate down by 10 % at most, unless the first read
     /// hit before every narrow estimate: then the lag has fallen and the
     /// window's true middle (half the lag) is taken.
-    pub fn record(&mut self, lag: Duration, uncertainty: Duration) {
+    ///
+    /// Canaries held back by a stall arrive together when it drains, in
+    /// whatever order they are read: their lags measure the stall, not how
+    /// fast the store is. So a canary that arrived with the newest one
+    /// recorded takes that one's lesson back (the history before it is
+    /// restored), and only bounds the lag from above. Older canaries teach
+    /// nothing else. A first read that hits with no history left says only
+    /// "at most this" and teaches nothing either: the next canary is then
+    /// searched from its ack, as on a cold start.
+    pub fn record(&mut self, s: Sample) {
+        if let Some((last, changed)) = self.last {
+            if s.arrived_with(&last) {
+                if changed {
+                    if let Some((recent, falling)) = self.undo.take() {
+                        self.recent = recent;
+                        self.falling = falling;
+                    }
+                }
+                // The newer of the two was delivered within its lag, after
+                // the stall: the store is not slower than that now.
+                let newer = if s.seq > last.seq { s } else { last };
+                self.recent.retain(|(d, _)| *d <= newer.lag + MIN_GUARD);
+                self.last = Some((newer, false));
+                return;
+            }
+            if s.seq < last.seq {
+                return;
+            }
+        }
+        if self.recent.is_empty() && s.uncertainty >= s.lag {
+            self.last = Some((s, false));
+            return;
+        }
+        self.undo = Some((self.recent.clone(), self.falling));
+        self.last = Some((s, true));
+        self.learned = true;
+        let (lag, uncertainty) = (s.lag, s.uncertainty);
         // The first read already showed it, earlier than every estimate,
         // and those were narrow (or already falling): the store got faster,
         // by an unknown amount. A cold start's wide guesses are not enough.
@@ -119,14 +195,14 @@ impl LagModel {
     }
 
     /// `next_read`, aware of the oldest canary still awaited. With no lag
-    /// seen yet (a cold start), a newer canary is not read before three
+    /// ever learned (a cold start), a newer canary is not read before three
     /// quarters of the age at which the oldest was last missing: their lags
     /// are alike, so the oldest's search speaks for all. At a 30 s lag and a
     /// 1 s interval this spares ~30 canaries a search of ~35 reads each.
     pub fn plan(&self, p: &Pending, oldest: &Pending, interval: Duration) -> Instant {
         let at = self.next_read(p, interval);
         match oldest.last_miss {
-            Some(miss) if self.recent.is_empty() && oldest.seq != p.seq => {
+            Some(miss) if !self.learned && oldest.seq != p.seq => {
                 let floor = miss.saturating_duration_since(oldest.acked) * 3 / 4;
                 at.max(p.acked + floor)
             }
@@ -173,10 +249,27 @@ impl LagModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::{Event, Observation, ReadSpan, Tracker};
+    use crate::tracker::{Event, Observation, ReadSpan, Sighting, Tracker};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    fn sample(seq: u64, acked: Instant, lag: Duration, uncertainty: Duration) -> Sample {
+        Sample {
+            seq,
+            acked,
+            lag,
+            uncertainty,
+        }
+    }
+
+    /// Records `lags` (with `uncertainty`) of canaries written 1 s apart.
+    fn feed(m: &mut LagModel, lags: &[u64], uncertainty: Duration) {
+        let t0 = Instant::now();
+        for (i, lag) in (0u64..).zip(lags) {
+            m.record(sample(i, t0 + ms(i * 1000), ms(*lag), uncertainty));
+        }
     }
 
     /// Simulates a replica whose canaries arrive `delay` after the ack and
@@ -228,10 +321,79 @@ mod tests {
                     lag, uncertainty, ..
                 }) = events.first()
                 {
-                    model.record(*lag, *uncertainty);
+                    model.record(sample(u64::from(i), ack, *lag, *uncertainty));
                     out.push((reads, lag.abs_diff(delay(i))));
                     break;
                 }
+            }
+        }
+        out
+    }
+
+    /// As `per_canary`, for a per-object store read as the S3 reader does:
+    /// canaries are written every `interval` whether or not older ones were
+    /// seen, and each read looks at every canary the planner says is due.
+    fn per_object(
+        delay: impl Fn(u32) -> Duration,
+        interval: Duration,
+        canaries: u32,
+    ) -> Vec<(u32, Duration)> {
+        let t0 = Instant::now();
+        let mut tracker = Tracker::new(ms(600_000), 100);
+        let mut model = LagModel::default();
+        let mut out = vec![(0, Duration::MAX); canaries as usize];
+        let (mut written, mut now) = (0u32, t0);
+        while written < canaries || tracker.pending_count() > 0 {
+            let next_write = (written < canaries).then(|| t0 + interval * written);
+            let plan = |p| model.plan(p, tracker.awaited().next().unwrap(), interval);
+            let next_read = tracker.awaited().map(plan).min();
+            let write = next_write.filter(|w| next_read.is_none_or(|r| *w <= r.max(now)));
+            match (write, next_read) {
+                (Some(w), _) => {
+                    written += 1;
+                    tracker.written(u64::from(written), w, w);
+                    now = now.max(w);
+                }
+                (_, Some(r)) => {
+                    now = now.max(r);
+                    let at = now;
+                    let due: Vec<(u64, Sighting)> = tracker
+                        .awaited()
+                        .filter(|p| plan(p) <= at)
+                        .map(|p| {
+                            let i = p.seq as u32 - 1;
+                            let shows = at + ms(1) >= p.acked + delay(i);
+                            (
+                                p.seq,
+                                if shows {
+                                    Sighting::Present
+                                } else {
+                                    Sighting::Missing
+                                },
+                            )
+                        })
+                        .collect();
+                    let span = ReadSpan {
+                        sent: at,
+                        received: at + ms(2),
+                    };
+                    for e in tracker.observe(span, &Observation::Each(due)) {
+                        if let Event::Observed {
+                            seq,
+                            acked,
+                            lag,
+                            uncertainty,
+                            reads,
+                        } = e
+                        {
+                            model.record(sample(seq, acked, lag, uncertainty));
+                            let i = seq as u32 - 1;
+                            out[i as usize] = (reads, lag.abs_diff(delay(i)));
+                        }
+                    }
+                    now += ms(2);
+                }
+                (None, None) => unreachable!("the loop ends when nothing is left"),
             }
         }
         out
@@ -322,7 +484,7 @@ mod tests {
     fn steps_never_exceed_the_interval_during_a_stall() {
         let t0 = Instant::now();
         let mut m = LagModel::default();
-        m.record(ms(300), ms(10));
+        feed(&mut m, &[300], ms(10));
         let p = Pending {
             seq: 1,
             sent: t0,
@@ -334,28 +496,74 @@ mod tests {
         assert!(m.next_read(&p, ms(5000)) <= t0 + ms(605_000));
     }
 
-    #[test]
-    fn after_a_stall_drains_the_next_canary_is_aimed_at_the_normal_lag() {
+    /// 8 canaries at 300 ms, then 60 written during a 60 s stall, all seen
+    /// at its release, in the order `order` gives.
+    fn drained_stall(order: impl Fn(&mut Vec<u64>)) -> LagModel {
+        let t0 = Instant::now();
         let mut m = LagModel::default();
-        for _ in 0..8 {
-            m.record(ms(300), ms(8));
+        for i in 0..8 {
+            m.record(sample(i, t0 + ms(i * 1000), ms(300), ms(8)));
         }
-        // A 60 s stall drains: one read resolves every backlog canary, the
-        // oldest first; the long ones have windows narrow for their age.
-        for lag_s in (1..=60).rev() {
-            m.record(ms(lag_s * 1000 + 300), ms(1000));
+        let release = t0 + ms(68_300);
+        let mut backlog: Vec<u64> = (8..68).collect();
+        order(&mut backlog);
+        for (k, i) in backlog.into_iter().enumerate() {
+            let acked = t0 + ms(i * 1000);
+            let seen = release + ms(k as u64 * 20);
+            m.record(sample(i, acked, seen - acked, ms(1000)));
         }
-        m.record(ms(304), ms(8));
-        assert!(m.lead() >= ms(280), "lead {:?}", m.lead());
-        assert!(m.spread() <= ms(20), "spread {:?}", m.spread());
+        m
+    }
+
+    #[test]
+    fn after_a_stall_drains_the_next_canary_is_aimed_at_the_lag_before_it() {
+        // Oldest first (one read shows them all), newest first (per-object
+        // reads, the newest read most often), or any order: the backlog's
+        // lags measure the stall, and the planner aims at 300 ms again.
+        let orders: [fn(&mut Vec<u64>); 3] = [
+            |_| {},
+            |b| b.reverse(),
+            |b| b.sort_by_key(|i| (i * 37) % 61),
+        ];
+        for order in orders {
+            let m = drained_stall(order);
+            assert!(m.lead() >= ms(280), "lead {:?}: {:?}", m.lead(), m.recent);
+            assert!(m.spread() <= ms(20), "spread {:?}", m.spread());
+        }
+    }
+
+    #[test]
+    fn after_a_drained_stall_no_canary_is_over_measured() {
+        // 200 ms lag, 2 s interval; canaries 20–32 are held until 25.5 s
+        // after canary 20 was written, then all arrive at once. Read per
+        // object (S3), so the newest of them may be seen first.
+        let release = ms(20 * 2000 + 25_500);
+        let per = per_object(
+            |i| {
+                let acked = ms(u64::from(i) * 2000);
+                if (20..33).contains(&i) {
+                    release.saturating_sub(acked).max(ms(200))
+                } else {
+                    ms(200)
+                }
+            },
+            ms(2000),
+            45,
+        );
+        // From canary 33, the first written after the release, the planner
+        // aims at 200 ms again.
+        let after = &per[33..];
+        for (i, (_, err)) in after.iter().enumerate() {
+            assert!(*err <= ms(15), "canary {}: {:?}", i + 33, &per[18..]);
+        }
+        let reads = f64::from(after.iter().map(|(r, _)| r).sum::<u32>()) / after.len() as f64;
+        assert!(reads <= 4.0, "{reads} reads per canary: {:?}", &per[18..]);
     }
 
     #[test]
     fn jitter_within_a_factor_of_two_stays_in_the_history() {
         let mut m = LagModel::default();
-        for lag in [300, 580, 420, 310, 550] {
-            m.record(ms(lag), ms(5));
-        }
+        feed(&mut m, &[300, 580, 420, 310, 550], ms(5));
         assert!(m.hi().unwrap() >= ms(540), "{:?}", m.recent);
     }
 
@@ -380,7 +588,7 @@ mod tests {
             m.next_read(&oldest, ms(1000))
         );
         let mut warm = LagModel::default();
-        warm.record(ms(300), ms(5));
+        feed(&mut warm, &[300], ms(5));
         assert_eq!(
             warm.plan(&newer, &oldest, ms(1000)),
             warm.next_read(&newer, ms(1000))

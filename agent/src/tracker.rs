@@ -72,6 +72,9 @@ impl ReadSpan {
 pub enum Event {
     Observed {
         seq: u64,
+        /// When the source acknowledged the canary (`acked + lag` is when
+        /// it was seen).
+        acked: Instant,
         lag: Duration,
         uncertainty: Duration,
         reads: u32,
@@ -177,6 +180,7 @@ impl Tracker {
                     } else {
                         events.push(Event::Observed {
                             seq: p.seq,
+                            acked: p.acked,
                             lag,
                             uncertainty,
                             reads: p.reads,
@@ -280,6 +284,7 @@ mod tests {
             ev,
             vec![Event::Observed {
                 seq: 1,
+                acked: t0 + ms(2),
                 lag: ms(309),
                 uncertainty: ms(22),
                 reads: 2

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::canary::unix_seconds;
-use crate::poll::LagModel;
+use crate::poll::{LagModel, Sample};
 use crate::probe::{ErrorClass, ProbeError};
 use crate::tracker::{Event, Observation, ReadSpan, Tracker};
 
@@ -23,8 +23,6 @@ pub struct PairState {
     canary_key: String,
     tracker: Tracker,
     model: LagModel,
-    /// The newest canary whose lag taught `model`.
-    taught_by: Option<u64>,
     metrics: ReplicaMetrics,
     status: ReplicaStatus,
     write_ok: bool,
@@ -54,7 +52,6 @@ impl PairState {
             canary_key,
             tracker: Tracker::new(timeout, max_pending),
             model: LagModel::default(),
-            taught_by: None,
             metrics,
             status,
             write_ok: false,
@@ -152,6 +149,7 @@ impl PairState {
             match e {
                 Event::Observed {
                     seq,
+                    acked,
                     lag,
                     uncertainty,
                     reads,
@@ -160,14 +158,12 @@ impl PairState {
                     self.metrics.lag.observe(lag.as_secs_f64());
                     self.metrics.uncertainty.observe(uncertainty.as_secs_f64());
                     self.metrics.last_success.set(unix_seconds());
-                    // A canary seen after a newer one belongs to a drained
-                    // backlog (per-object stores after a stall): its lag
-                    // measures the stall, not how fast the store replicates
-                    // now, and would skew the poll planner.
-                    if self.taught_by.is_none_or(|n| seq > n) {
-                        self.taught_by = Some(seq);
-                        self.model.record(lag, uncertainty);
-                    }
+                    self.model.record(Sample {
+                        seq,
+                        acked,
+                        lag,
+                        uncertainty,
+                    });
                     debug!(
                         target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
                         seq, lag_seconds = lag.as_secs_f64(), uncertainty_seconds = uncertainty.as_secs_f64(), reads,
