@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use rpo_integration_tests::monitoring::unix_now;
 use rpo_integration_tests::{agent_bin, Agent, Lab};
 
 const SRC: &str = "ap-northeast-1";
@@ -64,10 +65,16 @@ fn measured(agent: &Agent, target: &str) -> HashMap<u64, f64> {
 
 /// Per-canary (seq → true lag) from the lab's ground truth.
 fn truth(table: &str) -> HashMap<u64, f64> {
+    truth_since(table, 0.0)
+}
+
+/// As `truth`, for the canaries committed at or after unix time `since`.
+fn truth_since(table: &str, since: f64) -> HashMap<u64, f64> {
     lab()
         .ground_truth()
         .iter()
         .filter(|v| v["table"] == table && v["replica_region"] == DST && v["dropped"] == false)
+        .filter(|v| v["committed_at"].as_f64().is_some_and(|c| c >= since))
         .filter_map(|v| {
             Some((
                 v["seq"].as_u64()?,
@@ -160,7 +167,7 @@ fn rpo_grows_one_second_per_second_during_a_stall_and_recovers_after_resume() {
     let observed_before = agent.value("rpo_canaries_observed_total", &l(t)).unwrap();
 
     lab().fault(&["dynamodb", "resume", "--table", t]);
-    let resumed = Instant::now();
+    let (resumed, resumed_unix) = (Instant::now(), unix_now());
     let r = agent
         .wait_value("rpo_seconds", &l(t), Duration::from_secs(3), |v| v < 0.5)
         .unwrap();
@@ -169,6 +176,21 @@ fn rpo_grows_one_second_per_second_during_a_stall_and_recovers_after_resume() {
         "rpo still {r}s {:?} after resume",
         resumed.elapsed()
     );
+    // The backlog's lags measure the stall: the canaries written after the
+    // resume are measured at their true lag again, within the usual 50 ms.
+    std::thread::sleep(Duration::from_secs(5));
+    let measured = measured(&agent, t);
+    let after: Vec<(u64, f64, f64)> = truth_since(t, resumed_unix)
+        .into_iter()
+        .filter_map(|(seq, real)| Some((seq, *measured.get(&seq)?, real)))
+        .collect();
+    assert!(after.len() >= 3, "{after:?}");
+    for (seq, m, real) in &after {
+        assert!(
+            (m - real).abs() <= 0.05,
+            "canary {seq} measured {m:.3} s, true lag {real:.3} s: {after:.3?}"
+        );
+    }
     let written = agent.value("rpo_canaries_written_total", &l(t)).unwrap();
     let observed = agent.value("rpo_canaries_observed_total", &l(t)).unwrap();
     let pending = agent.value("rpo_canaries_pending", &l(t)).unwrap();

@@ -137,7 +137,7 @@ impl Metrics {
             pending: int_gauge(registry, "rpo_canaries_pending", "Canaries written but not yet seen in the replica.", l)?,
             pending_limit_hits: counter(registry, "rpo_canaries_pending_limit_total", "Canaries dropped from tracking because the bound on pending canaries was reached.", l)?,
             probe_errors: counter(registry, "rpo_probe_errors_total", "Errors of the probe's API or database calls, by operation and error code.", &with(&["op", "code"]))?,
-            api_requests: counter(registry, "rpo_api_requests_total", "Every billable AWS API call the probe made (DynamoDB, S3), retries included.", &["target", "service", "op", "region"])?,
+            api_requests: counter(registry, "rpo_api_requests_total", "Every billable AWS API call the probe made (DynamoDB, S3, Secrets Manager), retries included.", &["target", "service", "op", "region"])?,
             probe_up: int_gauge(registry, "rpo_probe_up", "1 if the last canary write and the last replica read both succeeded.", l)?,
             last_success: gauge(registry, "rpo_last_canary_success_timestamp_seconds", "Unix time at which a canary was last seen in the replica.", l)?,
             aws_reported: gauge(registry, "rpo_aws_reported_lag_seconds", "The store's own replication lag figure, beside ours.", &with(&["metric"]))?,

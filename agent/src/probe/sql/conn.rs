@@ -5,12 +5,14 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::ProvideCredentials;
+use rpo_exporter::Metrics;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::ConnectOptions;
 
 use super::errors::{from_sqlx, timeout};
 use super::{iam, Engine};
+use crate::aws::attempts::CountAttempts;
 use crate::config::Auth;
 use crate::probe::ProbeError;
 
@@ -328,6 +330,10 @@ pub struct Credentials {
     pub auth: Auth,
     /// AWS endpoint override (Secrets Manager in the lab), from the endpoint.
     pub endpoint_url: Option<String>,
+    /// Counts `GetSecretValue` calls in `rpo_api_requests_total`, as every
+    /// other AWS call is (they are billed too).
+    pub metrics: Metrics,
+    pub target: String,
 }
 
 impl Credentials {
@@ -378,7 +384,15 @@ impl Credentials {
         // arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME
         let region = arn.split(':').nth(3).unwrap_or("us-east-1");
         let sdk = crate::aws::sdk_config(region, self.endpoint_url.as_deref()).await;
-        let client = aws_sdk_secretsmanager::Client::new(&sdk);
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .interceptor(CountAttempts {
+                metrics: self.metrics.clone(),
+                target: self.target.clone(),
+                service: "secretsmanager",
+                region: region.to_string(),
+            })
+            .build();
+        let client = aws_sdk_secretsmanager::Client::from_conf(conf);
         let out = client
             .get_secret_value()
             .secret_id(arn)

@@ -133,6 +133,8 @@ impl SqlProbe {
             creds: Credentials {
                 auth: t.auth.clone(),
                 endpoint_url: t.source.endpoint_url.clone(),
+                metrics: metrics.clone(),
+                target: t.name.clone(),
             },
             ca_bundle: t.ca_bundle.clone(),
             metrics: metrics.clone(),
