@@ -30,6 +30,9 @@ pub struct Route {
     /// Where canaries go, for logs (key, object prefix or table row).
     pub canary_key: String,
     pub probe: Arc<dyn Probe>,
+    /// CloudWatch in the source region, for the probe's `aws_lag_queries`
+    /// (None: the store has no such metrics, e.g. SQL targets).
+    pub cloudwatch: Option<aws_sdk_cloudwatch::Client>,
 }
 
 impl Route {
@@ -108,6 +111,7 @@ fn route(
         max_pending: t.max_pending,
         canary_key: key,
         probe,
+        cloudwatch: None,
     }
 }
 
@@ -146,5 +150,15 @@ async fn dynamodb_route(
         .clone()
         .expect("validated: dynamodb targets have a table");
     let probe = DynamoProbe::new(table, key.clone(), agent_id.to_string(), src, reps);
-    route(t, source, replicas, key, Arc::new(probe))
+    let cloudwatch = crate::aws::cloudwatch::client(
+        &source.region,
+        source.endpoint_url.as_deref(),
+        metrics,
+        &t.name,
+    )
+    .await;
+    Route {
+        cloudwatch: Some(cloudwatch),
+        ..route(t, source, replicas, key, Arc::new(probe))
+    }
 }

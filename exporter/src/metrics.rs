@@ -265,6 +265,20 @@ impl ReplicaMetrics {
             .inc();
     }
 
+    /// Removes the store's own lag figure: the store reports none now (AWS
+    /// stops publishing while nothing replicates), and a stale value would
+    /// look healthy.
+    pub fn clear_aws_reported_lag(&self, metric: &str) {
+        let l = &self.labels;
+        let _ = self.aws_reported.remove_label_values(&[
+            &l.target,
+            &l.kind,
+            &l.source_region,
+            &l.replica_region,
+            metric,
+        ]);
+    }
+
     /// Sets the store's own lag figure. `metric` must be one of
     /// [`AWS_REPORTED_METRICS`] (the label stays bounded, and `forget` can
     /// remove every series); other names are ignored.

@@ -147,4 +147,6 @@ def status(lab_dir: Path, state: dict[str, Any]) -> str:
         )
     for f in s.get("faults", []):
         lines.append(f"faults {f['service']} {f['name'] or '(global)'}: {json.dumps(f['faults'])}")
+    for where, n in sorted(s.get("cloudwatch_published", {}).items()):
+        lines.append(f"cloudwatch {where} ReplicationLatency: {n} datapoint(s) published")
     return "\n".join(lines)

@@ -352,6 +352,209 @@ def s3_api_errors_and_chunked_body(lab: Lab) -> None:
         assert client.get_object(Bucket=bucket, Key="rpo-canary/chunked")["Body"].read() == b"hello world"
 
 
+# ---- CloudWatch ReplicationLatency over Smithy RPC v2 CBOR ------------------------------------
+
+CW_PATH = "/service/GraniteServiceVersion20100801/operation/"
+
+
+def cw_rpc(lab: Lab, region: str, body: bytes, op: str = "GetMetricData") -> tuple[int, dict, object]:
+    """What aws-sdk-cloudwatch for Rust sends: rpc-v2-cbor, SigV4-signed for `monitoring`
+    (built by hand: boto3's own cloudwatch client would pick another protocol)."""
+    import urllib.error
+    import urllib.request
+
+    import cbor2
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {
+        "smithy-protocol": "rpc-v2-cbor",
+        "content-type": "application/cbor",
+        "accept": "application/cbor",
+        "x-amzn-query-mode": "true",
+    }
+    aws_req = AWSRequest(method="POST", url=lab.env["AWS_ENDPOINT_URL"] + CW_PATH + op, data=body, headers=headers)
+    SigV4Auth(Credentials(lab.env["AWS_ACCESS_KEY_ID"], lab.env["AWS_SECRET_ACCESS_KEY"]), "monitoring", region).add_auth(aws_req)
+    prepared = aws_req.prepare()
+    req = urllib.request.Request(prepared.url, data=prepared.body, headers=dict(prepared.headers), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            status, h, raw = r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        status, h, raw = e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+    assert h.get("content-type") == "application/cbor" and h.get("smithy-protocol") == "rpc-v2-cbor", (status, h, raw[:200])
+    return status, h, cbor2.loads(raw)
+
+
+def get_metric_data(lab: Lab, region: str, queries: list[tuple[str, str, dict, str]], **extra) -> dict[str, dict]:
+    """queries: (Id, Namespace, Dimensions, Stat) of ReplicationLatency, Period 60, last 10 min.
+    Returns the results by Id, checked for the response shape."""
+    import cbor2
+
+    now = time.time()
+    body = cbor2.dumps({
+        "MetricDataQueries": [
+            {"Id": qid, "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": ns, "MetricName": "ReplicationLatency",
+                           "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]},
+                "Period": 60, "Stat": stat}}
+            for qid, ns, dims, stat in queries
+        ],
+        "StartTime": cbor2.CBORTag(1, now - 600.0),
+        "EndTime": cbor2.CBORTag(1, now + 60.0),
+        **extra,
+    })
+    status, _, answer = cw_rpc(lab, region, body)
+    assert status == 200, (status, answer)
+    assert answer["Messages"] == [] and "NextToken" not in answer, answer
+    results = {r["Id"]: r for r in answer["MetricDataResults"]}
+    assert list(results) == [q[0] for q in queries], answer
+    for r in results.values():
+        assert r["Label"] == "ReplicationLatency" and r["StatusCode"] == "Complete", r
+        assert len(r["Timestamps"]) == len(r["Values"]), r
+        assert all(isinstance(v, float) for v in r["Values"]), r
+        # tag 1 epoch seconds (cbor2 decodes it to a datetime), aligned to the period
+        assert all(t.timestamp() % 60 == 0 for t in r["Timestamps"]), r
+    return results
+
+
+@test
+def cloudwatch_dynamodb_replication_latency(lab: Lab) -> None:
+    src, _ = global_table(lab, "t-cw")
+    lab.fault("dynamodb", "delay", "300ms", "--table", "t-cw")
+    for i in range(4):
+        src.put_item(TableName="t-cw", Item={"pk": {"S": f"cw{i}"}, "seq": {"N": str(i)}})
+    wait_for(lambda: len(lab.truth(table="t-cw")) == 4, 3, "4 ground-truth lines")
+    lags_ms = [(l["readable_at"] - l["committed_at"]) * 1000 for l in lab.truth(table="t-cw")]
+    dims = {"TableName": "t-cw", "ReceivingRegion": DST}
+    got = get_metric_data(lab, SRC, [
+        ("avg", "AWS/DynamoDB", dims, "Average"),
+        ("max", "AWS/DynamoDB", dims, "Maximum"),
+        ("n", "AWS/DynamoDB", dims, "SampleCount"),
+        ("wrongregion", "AWS/DynamoDB", {"TableName": "t-cw", "ReceivingRegion": SRC}, "Average"),
+        ("wrongtable", "AWS/DynamoDB", {"TableName": "t-delay", "ReceivingRegion": DST}, "Average"),
+        ("partialdims", "AWS/DynamoDB", {"TableName": "t-cw"}, "Average"),
+    ], ScanBy="TimestampDescending")
+    for qid in ("avg", "max"):
+        assert got[qid]["Values"], got[qid]
+        assert all(abs(v - 300) <= 50 for v in got[qid]["Values"]), (qid, got[qid]["Values"])
+    assert sum(got["n"]["Values"]) == 4, got["n"]  # one datapoint per replicated change
+    assert max(got["max"]["Values"]) == max(lags_ms), (got["max"]["Values"], lags_ms)  # the ground-truth figures
+    stamps = got["avg"]["Timestamps"]
+    assert stamps == sorted(stamps, reverse=True), stamps  # newest first
+    for qid in ("wrongregion", "wrongtable", "partialdims"):
+        assert got[qid]["Values"] == [] and got[qid]["Timestamps"] == [], got[qid]
+    # Published in the source region only (the write's region).
+    assert get_metric_data(lab, DST, [("avg", "AWS/DynamoDB", dims, "Average")])["avg"]["Values"] == []
+    # The datapoints live in moto's CloudWatch: its own protocols see them too.
+    cw = lab.client("cloudwatch", SRC)
+    import datetime
+    now = datetime.datetime.now(datetime.timezone.utc)
+    stats = cw.get_metric_statistics(
+        Namespace="AWS/DynamoDB", MetricName="ReplicationLatency",
+        Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
+        StartTime=now - datetime.timedelta(minutes=10), EndTime=now + datetime.timedelta(minutes=1),
+        Period=60, Statistics=["SampleCount"],
+    )["Datapoints"]
+    assert sum(d["SampleCount"] for d in stats) == 4 and stats[0]["Unit"] == "Milliseconds", stats
+
+
+@test
+def cloudwatch_s3_replication_latency(lab: Lab) -> None:
+    rule = {"ID": "cw-rule", "Filter": {"Prefix": "rpo-canary/"},
+            "Destination": {"Bucket": "arn:aws:s3:::s3-dst-cw", "Metrics": {"Status": "Enabled", "EventThreshold": {"Minutes": 15}}}}
+    src, dst = s3_pair(lab, "s3-src-cw", "s3-dst-cw", rule)
+    # Same pair of regions, a rule without metrics: AWS publishes nothing for it.
+    s3_pair(lab, "s3-src-nocw", "s3-dst-nocw")
+    for bucket in ("s3-src-cw", "s3-src-nocw"):
+        lab.fault("s3", "delay", "200ms", "--bucket", bucket)
+    for i in range(3):
+        src.put_object(Bucket="s3-src-cw", Key=f"rpo-canary/cw/{i}", Body=b"x")
+        src.put_object(Bucket="s3-src-nocw", Key=f"rpo-canary/cw/{i}", Body=b"x")
+    wait_for(lambda: len(lab.truth(bucket="s3-src-cw")) == 3 and len(lab.truth(bucket="s3-src-nocw")) == 3, 3, "6 ground-truth lines")
+    dims = {"SourceBucket": "s3-src-cw", "DestinationBucket": "s3-dst-cw", "RuleId": "cw-rule"}
+    got = get_metric_data(lab, SRC, [
+        ("max", "AWS/S3", dims, "Maximum"),
+        ("avg", "AWS/S3", dims, "Average"),
+        ("n", "AWS/S3", dims, "SampleCount"),
+        ("norule", "AWS/S3", {"SourceBucket": "s3-src-nocw", "DestinationBucket": "s3-dst-nocw", "RuleId": "canary"}, "Maximum"),
+        ("otherrule", "AWS/S3", dict(dims, RuleId="canary"), "Maximum"),
+    ], ScanBy="TimestampAscending")
+    for qid in ("max", "avg"):
+        assert got[qid]["Values"] and all(abs(v - 0.2) <= 0.05 for v in got[qid]["Values"]), (qid, got[qid])
+    assert sum(got["n"]["Values"]) == 3, got["n"]
+    assert got["norule"]["Values"] == [] and got["otherrule"]["Values"] == [], got
+    assert get_metric_data(lab, DST, [("max", "AWS/S3", dims, "Maximum")])["max"]["Values"] == []  # source region only
+    # Stalled: nothing replicates, nothing is published.
+    lab.fault("s3", "stall", "--bucket", "s3-src-cw")
+    src.put_object(Bucket="s3-src-cw", Key="rpo-canary/cw/stalled", Body=b"x")
+    time.sleep(0.4)
+    assert sum(get_metric_data(lab, SRC, [("n", "AWS/S3", dims, "SampleCount")])["n"]["Values"]) == 3
+    lab.fault("s3", "resume", "--bucket", "s3-src-cw")
+    wait_for(lambda: head_status(dst, "s3-dst-cw", "rpo-canary/cw/stalled") == "REPLICA", 2, "replica after resume")
+    assert sum(get_metric_data(lab, SRC, [("n", "AWS/S3", dims, "SampleCount")])["n"]["Values"]) == 4
+
+
+@test
+def cloudwatch_rpc_buckets_and_pages(lab: Lab) -> None:
+    import datetime
+
+    import cbor2
+
+    # Data put through moto's own protocol (boto3: JSON) are served over CBOR too.
+    minute = int(time.time() // 60) * 60
+    lab.client("cloudwatch", SRC).put_metric_data(Namespace="Lab/Test", MetricData=[
+        {"MetricName": "m", "Value": v, "Unit": "Seconds", "Dimensions": [{"Name": "d", "Value": "x"}],
+         "Timestamp": datetime.datetime.fromtimestamp(minute - off, datetime.timezone.utc)}
+        for off, v in ((60, 1.0), (60 - 59.5, 3.0), (120, 5.0), (180, 7.0), (170, 9.0))
+    ])
+    query = {"Id": "q", "MetricStat": {"Metric": {"Namespace": "Lab/Test", "MetricName": "m", "Dimensions": [{"Name": "d", "Value": "x"}]},
+                                       "Period": 60, "Stat": "Average"}, "Label": "mine"}
+    window = {"StartTime": cbor2.CBORTag(1, minute - 600), "EndTime": cbor2.CBORTag(1, minute + 60)}
+    status, _, page1 = cw_rpc(lab, SRC, cbor2.dumps({"MetricDataQueries": [query], **window, "MaxDatapoints": 2}))
+    assert status == 200, page1
+    r1 = page1["MetricDataResults"][0]
+    assert r1["Label"] == "mine" and r1["StatusCode"] == "PartialData" and page1.get("NextToken"), page1
+    # newest first; epoch-aligned buckets: [minute-60, minute) holds 1.0 and 3.0
+    assert [t.timestamp() for t in r1["Timestamps"]] == [minute - 60, minute - 120] and r1["Values"] == [2.0, 5.0], r1
+    status, _, page2 = cw_rpc(lab, SRC, cbor2.dumps({"MetricDataQueries": [query], **window, "MaxDatapoints": 2, "NextToken": page1["NextToken"]}))
+    r2 = page2["MetricDataResults"][0]
+    assert status == 200 and r2["StatusCode"] == "Complete" and "NextToken" not in page2, page2
+    assert [t.timestamp() for t in r2["Timestamps"]] == [minute - 180] and r2["Values"] == [8.0], r2
+    status, _, asc = cw_rpc(lab, SRC, cbor2.dumps({"MetricDataQueries": [query], **window, "ScanBy": "TimestampAscending"}))
+    assert asc["MetricDataResults"][0]["Values"] == [8.0, 5.0, 2.0], asc
+    # [StartTime, EndTime): the datapoint at minute - 180 is in only when StartTime <= it.
+    narrow = {"StartTime": cbor2.CBORTag(1, minute - 175), "EndTime": cbor2.CBORTag(1, minute - 60)}
+    status, _, cut = cw_rpc(lab, SRC, cbor2.dumps({"MetricDataQueries": [query], **narrow}))
+    assert cut["MetricDataResults"][0]["Values"] == [5.0, 9.0], cut
+
+
+@test
+def cloudwatch_rpc_errors(lab: Lab) -> None:
+    import cbor2
+
+    def refused(body: bytes, code: str = "InvalidParameterValue") -> None:
+        status, headers, answer = cw_rpc(lab, SRC, body)
+        assert status == 400 and answer.get("__type") == code and answer.get("message"), (status, answer)
+        assert headers.get("x-amzn-query-error") == f"{code};Sender", headers
+
+    now = time.time()
+    ok_query = {"Id": "q", "MetricStat": {"Metric": {"Namespace": "AWS/S3", "MetricName": "ReplicationLatency"}, "Period": 60, "Stat": "Maximum"}}
+    window = {"StartTime": cbor2.CBORTag(1, now - 60), "EndTime": cbor2.CBORTag(1, now)}
+    refused(b"\xff\x00 not cbor")
+    refused(cbor2.dumps(["not", "a", "map"]))
+    refused(cbor2.dumps({"MetricDataQueries": [], **window}))
+    refused(cbor2.dumps({"MetricDataQueries": [ok_query]}))  # no StartTime/EndTime
+    refused(cbor2.dumps({"MetricDataQueries": [ok_query], "StartTime": cbor2.CBORTag(1, now), "EndTime": cbor2.CBORTag(1, now - 60)}))
+    refused(cbor2.dumps({"MetricDataQueries": [dict(ok_query, MetricStat=dict(ok_query["MetricStat"], Period=7))], **window}))
+    refused(cbor2.dumps({"MetricDataQueries": [dict(ok_query, MetricStat=dict(ok_query["MetricStat"], Stat="Median"))], **window}))
+    refused(cbor2.dumps({"MetricDataQueries": [{"Id": "q"}], **window}))
+    refused(cbor2.dumps({"MetricDataQueries": [ok_query], **window, "NextToken": "bogus"}), "InvalidNextToken")
+    status, _, answer = cw_rpc(lab, SRC, cbor2.dumps({"MetricDataQueries": [ok_query], **window}))
+    assert status == 200 and answer["MetricDataResults"][0]["Values"] == [], answer
+
+
 # ---- process faults (last: a restart loses data items) ---------------------------------------
 
 @test

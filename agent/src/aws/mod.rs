@@ -2,6 +2,7 @@
 //! interceptor that counts every billable request.
 
 pub mod attempts;
+pub mod cloudwatch;
 pub mod errors;
 
 use std::time::Duration;

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use aws_sdk_dynamodb::Client;
 
+use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::errors::from_sdk;
 use crate::probe::{Canary, Finding, Probe, ProbeError};
 use crate::tracker::Observation;
@@ -160,6 +161,24 @@ fn schema_of(
 
 #[async_trait]
 impl Probe for DynamoProbe {
+    fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| AwsLagQuery {
+                replica: i,
+                namespace: "AWS/DynamoDB",
+                metric: "ReplicationLatency",
+                dimensions: vec![
+                    ("TableName", self.table.clone()),
+                    ("ReceivingRegion", r.region.clone()),
+                ],
+                stat: "Average",
+                to_seconds: 0.001,
+            })
+            .collect()
+    }
+
     async fn prepare(&self) -> Result<(), ProbeError> {
         let desc = self.describe(&self.source).await?;
         let schema = schema_of(&self.table, &desc)?;

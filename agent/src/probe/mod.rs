@@ -131,6 +131,12 @@ pub trait Probe: Send + Sync {
         Ok(Roles::AsConfigured)
     }
 
+    /// The store's own lag metrics in CloudWatch, per replica (empty when
+    /// it has none, or before `prepare` found what they are named by).
+    fn aws_lag_queries(&self) -> Vec<crate::aws::cloudwatch::AwsLagQuery> {
+        Vec::new()
+    }
+
     /// For `rpo-agent check`, after a successful `prepare`: housekeeping
     /// that keeps canaries from piling up. Makes read-only calls only.
     async fn housekeeping(&self) -> Vec<Finding> {

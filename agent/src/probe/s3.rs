@@ -55,6 +55,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::aws::attempts::CountAttempts;
+use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::errors::from_sdk;
 use crate::aws::sdk_config;
 use crate::config::{Endpoint, TargetConfig};
@@ -124,6 +125,9 @@ pub struct S3Probe {
     state: Mutex<State>,
     lifecycle_checked: AtomicBool,
     delete_warned: Arc<AtomicBool>,
+    /// Per destination, the covering rule's ID when the rule publishes
+    /// replication metrics (found by `prepare`).
+    metric_rules: Mutex<Vec<Option<String>>>,
 }
 
 impl S3Probe {
@@ -153,6 +157,7 @@ impl S3Probe {
             state: Mutex::new(state),
             lifecycle_checked: AtomicBool::new(false),
             delete_warned: Arc::new(AtomicBool::new(false)),
+            metric_rules: Mutex::new(Vec::new()),
         }
     }
 
@@ -223,9 +228,11 @@ impl S3Probe {
             .replication_configuration()
             .map(|c| c.rules())
             .unwrap_or_default();
+        let mut metric_rules = Vec::new();
         for r in &self.replicas {
-            if let Err(why) = check_rules(rules, &self.key_prefix, &r.bucket) {
-                return Err(ProbeError::config(
+            match check_rules(rules, &self.key_prefix, &r.bucket) {
+                Ok(rule) => metric_rules.push(publishes_metrics(rule).then(|| rule.id().unwrap_or_default().to_string())),
+                Err(why) => return Err(ProbeError::config(
                     "GetBucketReplication",
                     "replication_rule_missing",
                     format!(
@@ -236,9 +243,10 @@ impl S3Probe {
                         self.prefix,
                         r.bucket
                     ),
-                ));
+                )),
             }
         }
+        *self.metric_rules.lock().unwrap() = metric_rules;
         Ok(())
     }
 
@@ -399,20 +407,28 @@ fn rule_prefix(r: &ReplicationRule) -> Option<String> {
     }
 }
 
-/// Ok when an Enabled rule covers keys under `key_prefix` and replicates to
-/// `bucket`; else what was found instead.
-fn check_rules(rules: &[ReplicationRule], key_prefix: &str, bucket: &str) -> Result<(), String> {
+/// The Enabled rule (highest priority first) that covers keys under
+/// `key_prefix` and replicates to `bucket`; else what was found instead.
+fn check_rules<'a>(
+    rules: &'a [ReplicationRule],
+    key_prefix: &str,
+    bucket: &str,
+) -> Result<&'a ReplicationRule, String> {
     let dest = |r: &ReplicationRule| {
         r.destination()
             .map(|d| d.bucket().rsplit(':').next().unwrap_or("").to_string())
             .unwrap_or_default()
     };
-    if rules.iter().any(|r| {
-        r.status().as_str() == "Enabled"
-            && dest(r) == bucket
-            && rule_prefix(r).is_some_and(|p| key_prefix.starts_with(&p))
-    }) {
-        return Ok(());
+    if let Some(r) = rules
+        .iter()
+        .filter(|r| {
+            r.status().as_str() == "Enabled"
+                && dest(r) == bucket
+                && rule_prefix(r).is_some_and(|p| key_prefix.starts_with(&p))
+        })
+        .max_by_key(|r| r.priority().unwrap_or(0))
+    {
+        return Ok(r);
     }
     if rules.is_empty() {
         return Err("the configuration has no rules".into());
@@ -433,6 +449,18 @@ fn check_rules(rules: &[ReplicationRule], key_prefix: &str, bucket: &str) -> Res
         })
         .collect();
     Err(format!("found {}", found.join("; ")))
+}
+
+/// S3 publishes `ReplicationLatency` for a rule only with replication
+/// metrics (or RTC, which includes them) enabled.
+fn publishes_metrics(r: &ReplicationRule) -> bool {
+    let Some(d) = r.destination() else {
+        return false;
+    };
+    d.metrics()
+        .is_some_and(|m| m.status().as_str() == "Enabled")
+        || d.replication_time()
+            .is_some_and(|t| t.status().as_str() == "Enabled")
 }
 
 /// What the lifecycle rules fail to expire under `key_prefix`, if anything.
@@ -537,6 +565,29 @@ fn source_status(out: &HeadObjectOutput) -> SourceStatus {
 
 #[async_trait]
 impl Probe for S3Probe {
+    fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
+        let rules = self.metric_rules.lock().unwrap();
+        rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| {
+                Some(AwsLagQuery {
+                    replica: i,
+                    namespace: "AWS/S3",
+                    metric: "ReplicationLatency",
+                    dimensions: vec![
+                        ("SourceBucket", self.source.bucket.clone()),
+                        ("DestinationBucket", self.replicas.get(i)?.bucket.clone()),
+                        ("RuleId", rule.clone()?),
+                    ],
+                    // AWS's S3 guidance reads this metric's Maximum.
+                    stat: "Maximum",
+                    to_seconds: 1.0,
+                })
+            })
+            .collect()
+    }
+
     async fn prepare(&self) -> Result<(), ProbeError> {
         self.versioning(&self.source).await?;
         for r in &self.replicas {
@@ -719,6 +770,15 @@ pub async fn routes(t: &TargetConfig, agent_id: &str, metrics: &Metrics) -> Vec<
         max_pending: t.max_pending,
         canary_key: format!("{key}<seq>"),
         probe: Arc::new(probe),
+        cloudwatch: Some(
+            crate::aws::cloudwatch::client(
+                &t.source.region,
+                t.source.endpoint_url.as_deref(),
+                metrics,
+                &t.name,
+            )
+            .await,
+        ),
     }]
 }
 

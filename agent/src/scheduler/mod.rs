@@ -1,10 +1,12 @@
 //! The scheduler owns all timing: when canaries are written, when replicas
 //! are read, when gauges refresh, and how shutdown drains.
 //!
-//! Per route it runs one writer task and one reader task per replica; one
-//! refresher task updates every route's gauges. The backend probe only
+//! Per route it runs one writer task, one reader task per replica and one
+//! task reading AWS's own lag figures; one refresher task updates every
+//! route's gauges. The backend probe only
 //! implements a single write and read.
 
+mod aws_lag;
 mod pair;
 mod reader;
 mod writer;
@@ -108,6 +110,7 @@ pub async fn run(
         for i in 0..run.pairs.len() {
             tasks.spawn(reader::run(run.clone(), i, shutdown.clone(), grace));
         }
+        tasks.spawn(aws_lag::run(run.clone(), shutdown.clone()));
     }
     let refresher = tokio::spawn(refresh_loop(runs.clone(), board.clone()));
     while let Some(res) = tasks.join_next().await {

@@ -17,6 +17,8 @@ use crate::tracker::{Event, Observation, ReadSpan, Tracker};
 
 /// Repeated identical errors are logged once a minute, not every round.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+/// CloudWatch errors (a missing grant, mostly) are logged once an hour.
+const AWS_ERROR_LOG_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct PairState {
     pub labels: ReplicaLabels,
@@ -28,6 +30,8 @@ pub struct PairState {
     write_ok: bool,
     read_ok: bool,
     last_logged: Option<(String, Instant)>,
+    /// The last CloudWatch error logged, and when.
+    aws_logged: Option<(String, Instant)>,
 }
 
 impl PairState {
@@ -57,6 +61,7 @@ impl PairState {
             write_ok: false,
             read_ok: false,
             last_logged: None,
+            aws_logged: None,
         }
     }
 
@@ -126,6 +131,33 @@ impl PairState {
                 op = err.op, code = %err.code, "probe error: {}", err.message
             ),
         }
+    }
+
+    /// AWS's own lag figure for this pair (None: AWS reports none now).
+    pub fn on_aws_lag(&mut self, metric: &str, seconds: Option<f64>) {
+        match seconds {
+            Some(s) => self.metrics.aws_reported_lag(metric, s),
+            None => self.metrics.clear_aws_reported_lag(metric),
+        }
+    }
+
+    /// Reading AWS's own figure failed. Counted and logged (once an hour per
+    /// code), but the probe stays up: the canaries are the measurement,
+    /// CloudWatch only the comparison.
+    pub fn on_aws_lag_error(&mut self, err: &ProbeError) {
+        self.metrics.probe_error(err.op, &err.code);
+        let now = Instant::now();
+        let repeat = matches!(&self.aws_logged, Some((c, t)) if c == &err.code && now - *t < AWS_ERROR_LOG_EVERY);
+        let l = &self.labels;
+        if repeat {
+            debug!(target = %l.target, replica_region = %l.replica_region, op = err.op, code = %err.code, "{}", err.message);
+            return;
+        }
+        self.aws_logged = Some((err.code.clone(), now));
+        warn!(
+            target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
+            op = err.op, code = %err.code, "could not read AWS's own lag figure: {}", err.message
+        );
     }
 
     pub fn on_read(&mut self, span: ReadSpan, obs: &Observation) {

@@ -7,7 +7,8 @@ backend objects (moto stays unmodified on disk):
   gets the source's key schema, attributes, billing, indexes, stream spec, TTL and current items;
 - `Replicas` + `GlobalTableVersion` in every group member's table description;
 - replication of every successful write, in every direction (multi-active), through the
-  Replicator (delay/jitter/stall/drop faults), with one ground-truth line per change.
+  Replicator (delay/jitter/stall/drop faults), with one ground-truth line per change and one
+  CloudWatch `AWS/DynamoDB ReplicationLatency` datapoint per applied change (cloudwatch.py).
 Changes are applied to replicas through moto's backend, not through HTTP, so a replicated
 change is never replicated again.
 """
@@ -26,6 +27,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 
 from .apirequest import AwsRequest, table_name
+from .cloudwatch import CloudWatch
 from .faults import ReplicationPlan
 from .ground_truth import GroundTruth
 from .replication import Replicator
@@ -73,9 +75,16 @@ def plain(value: dict[str, Any]) -> Any:
 class DynamoDBGlobalTables:
     UNLOCKED_OPS = frozenset({"GetItem", "BatchGetItem", "DescribeTable", "DescribeTimeToLive"})
 
-    def __init__(self, replicator: Replicator, ground_truth: GroundTruth, account_id: str = DEFAULT_ACCOUNT_ID):
+    def __init__(
+        self,
+        replicator: Replicator,
+        ground_truth: GroundTruth,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        metrics: CloudWatch | None = None,
+    ):
         self.replicator = replicator
         self.ground_truth = ground_truth
+        self.metrics = metrics  # AWS's own ReplicationLatency, published per applied change
         self.account_id = account_id
         self.groups: dict[str, set[str]] = {}  # table name -> regions holding a replica
         self._groups_lock = threading.Lock()
@@ -312,7 +321,11 @@ class DynamoDBGlobalTables:
                     DynamoType(key[table.hash_key_attr]),
                     DynamoType(key[table.range_key_attr]) if table.range_key_attr else None,
                 )
-            self.ground_truth.record(**record, readable_at=time.time(), dropped=False)
+            readable_at = time.time()
+            self.ground_truth.record(**record, readable_at=readable_at, dropped=False)
+            if self.metrics is not None:
+                # As AWS: in the region of the write, per receiving region, in milliseconds.
+                self.metrics.dynamodb_replicated(name, record["source_region"], dst, record["committed_at"], readable_at)
 
         return run
 

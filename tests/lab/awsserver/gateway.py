@@ -9,8 +9,8 @@ Why it exists: every AWS API request passes here once, so this is the one place 
    stamp headers, and
 5. journals successful control-plane calls for replay after a restart.
 
-Service extensions are looked up by the request's SigV4 signing name ("dynamodb", "s3"); a
-service without one (e.g. CloudWatch, to come: "monitoring") goes to moto untouched.
+Service extensions are looked up by the request's SigV4 signing name ("dynamodb", "s3",
+"monitoring" for CloudWatch); a service without one goes to moto untouched.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ probe depends on all three, so this module adds, through moto's own backend obje
   says `DeleteMarkerReplication Enabled`) per rule: `Status`, `Priority`, `Filter` (Prefix, Tag,
   And{Prefix,Tags}, or the old top-level Prefix), `Destination.Bucket`, `ReplicationTime`;
   source status `PENDING` -> `COMPLETED` | `FAILED`, replica `REPLICA`, same body, metadata,
-  content type and version id; timed by the Replicator (delay/jitter/stall/drop/fail faults).
+  content type and version id; timed by the Replicator (delay/jitter/stall/drop/fail faults);
+- for a rule with replication metrics or RTC (`Destination.Metrics` / `ReplicationTime`
+  `Enabled`), one CloudWatch `AWS/S3 ReplicationLatency` datapoint per completed change
+  (cloudwatch.py), as AWS publishes it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import FakeKey, s3_backends
 
 from .apirequest import AwsRequest
+from .cloudwatch import CloudWatch
 from .faults import ReplicationPlan
 from .ground_truth import GroundTruth
 from .replication import Replicator
@@ -65,6 +69,15 @@ def rule_matches(rule: dict[str, Any], key: str, tags: dict[str, str]) -> bool:
     return key.startswith(prefix) and all(tags.get(k) == v for k, v in wanted.items())
 
 
+def metrics_rule_id(rule: dict[str, Any]) -> str | None:
+    """The RuleId dimension of the rule's `ReplicationLatency` metric ("" for a rule without ID),
+    or None when AWS publishes no metric for it (neither replication metrics nor RTC enabled)."""
+    dest = rule.get("Destination") or {}
+    if _enabled(dest.get("Metrics")) or _enabled(dest.get("ReplicationTime")):
+        return rule.get("ID") or ""
+    return None
+
+
 def bucket_of_arn(arn: str) -> str:
     return arn.split(":::", 1)[1] if arn.startswith("arn:") else arn
 
@@ -72,9 +85,16 @@ def bucket_of_arn(arn: str) -> str:
 class S3Replication:
     UNLOCKED_OPS = frozenset({"HeadObject", "GetObject", "HeadBucket", "GetBucketVersioning", "GetBucketReplication", "GetBucketLocation"})
 
-    def __init__(self, replicator: Replicator, ground_truth: GroundTruth, account_id: str = DEFAULT_ACCOUNT_ID):
+    def __init__(
+        self,
+        replicator: Replicator,
+        ground_truth: GroundTruth,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        metrics: CloudWatch | None = None,
+    ):
         self.replicator = replicator
         self.ground_truth = ground_truth
+        self.metrics = metrics  # AWS's own ReplicationLatency, for rules with metrics/RTC
         self.account_id = account_id
         self._patch_key_headers()
 
@@ -231,12 +251,18 @@ class S3Replication:
                 "rtc": _enabled((rule.get("Destination") or {}).get("ReplicationTime")),
                 "committed_at": committed_at,
             }
-            run = self._object_applier(src_key, rule["_dest"], record, pending)
+            run = self._object_applier(src_key, rule["_dest"], record, pending, metrics_rule_id(rule))
             plan = self.replicator.submit("s3", req.bucket, bucket.region_name, dest.region_name, committed_mono, run)
             if plan.dropped:  # never replicated: the source stays PENDING, as a lost event would
                 self.ground_truth.record(**record, readable_at=None, status="PENDING", dropped=True)
 
-    def _object_applier(self, src_key: FakeKey, dest_name: str, record: dict[str, Any], pending: dict[str, Any]):
+    def _publish(self, record: dict[str, Any], rule_id: str | None, readable_at: float) -> None:
+        if self.metrics is not None and rule_id is not None:
+            self.metrics.s3_replicated(
+                record["bucket"], record["dest_bucket"], rule_id, record["source_region"], record["committed_at"], readable_at
+            )
+
+    def _object_applier(self, src_key: FakeKey, dest_name: str, record: dict[str, Any], pending: dict[str, Any], rule_id: str | None):
         def run(plan: ReplicationPlan) -> None:
             if plan.failed:
                 pending["failed"] = True
@@ -265,6 +291,7 @@ class S3Replication:
             if pending["left"] <= 0 and not pending["failed"]:
                 src_key._lab_replication_status = "COMPLETED"
             self.ground_truth.record(**record, readable_at=readable_at, status="COMPLETED", dropped=False)
+            self._publish(record, rule_id, readable_at)
 
         return run
 
@@ -285,12 +312,14 @@ class S3Replication:
                 "replica_region": dest.region_name, "committed_at": committed_at,
             }
 
-            def run(plan: ReplicationPlan, dest_name: str = rule["_dest"], record: dict = record) -> None:
+            def run(plan: ReplicationPlan, dest_name: str = rule["_dest"], record: dict = record, rule_id: str | None = metrics_rule_id(rule)) -> None:
                 if plan.failed:
                     self.ground_truth.record(**record, readable_at=None, status="FAILED", dropped=False)
                     return
                 self.backend.delete_object(dest_name, req.key)
-                self.ground_truth.record(**record, readable_at=time.time(), status="COMPLETED", dropped=False)
+                readable_at = time.time()
+                self.ground_truth.record(**record, readable_at=readable_at, status="COMPLETED", dropped=False)
+                self._publish(record, rule_id, readable_at)
 
             plan = self.replicator.submit("s3", req.bucket, bucket.region_name, dest.region_name, committed_mono, run)
             if plan.dropped:

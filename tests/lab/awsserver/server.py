@@ -29,6 +29,7 @@ from moto.moto_server.werkzeug_app import (
 import werkzeug.serving
 from werkzeug.serving import make_server
 
+from .cloudwatch import CloudWatch
 from .control import make_control_server, serve_in_thread
 from .dynamodb_global import DynamoDBGlobalTables
 from .faults import FaultState
@@ -76,11 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     journal = Journal(args.dir / "aws-journal.jsonl")
     moto_lock = threading.RLock()
     replicator = Replicator(faults, moto_lock)
-    dynamodb = DynamoDBGlobalTables(replicator, ground_truth)
-    s3 = S3Replication(replicator, ground_truth)
-    # Keyed by SigV4 signing name; a service missing here (CloudWatch: "monitoring", later)
-    # reaches moto untouched.
-    extensions = {"dynamodb": dynamodb, "s3": s3}
+    cloudwatch = CloudWatch()  # ReplicationLatency datapoints in moto + GetMetricData over CBOR
+    dynamodb = DynamoDBGlobalTables(replicator, ground_truth, metrics=cloudwatch)
+    s3 = S3Replication(replicator, ground_truth, metrics=cloudwatch)
+    # Keyed by SigV4 signing name; a service missing here reaches moto untouched.
+    extensions = {"dynamodb": dynamodb, "s3": s3, "monitoring": cloudwatch}
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     for backend in _WARM_BACKENDS:
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             "replication": replicator.status(),
             "dynamodb_global_tables": dynamodb.status(),
             "s3_replication": s3.status(),
+            "cloudwatch_published": cloudwatch.status(),
         }
 
     aws = make_server(args.host, args.port, gateway, threaded=True, request_handler=MotoRequestHandler)
