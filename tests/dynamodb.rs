@@ -204,6 +204,53 @@ fn rpo_grows_one_second_per_second_during_a_stall_and_recovers_after_resume() {
 }
 
 #[test]
+fn aws_reported_lag_comes_from_cloudwatch_beside_ours() {
+    let t = "cwlag";
+    table(t, None);
+    lab().fault(&["dynamodb", "delay", "300ms", "--table", t]);
+    let agent = start(&[target(t, "1s", "")]);
+    // The first CloudWatch read is 10 s after start (then once a minute):
+    // the lab publishes ReplicationLatency (ms) per replicated write, and
+    // the agent exports the minute's Average in seconds.
+    let want = [("target", t), ("metric", "ReplicationLatency")];
+    let aws = agent.wait_value(
+        "rpo_aws_reported_lag_seconds",
+        &want,
+        Duration::from_secs(25),
+        |_| true,
+    );
+    let ours = agent.value("rpo_seconds", &l(t)).unwrap();
+    println!("AWS-reported ReplicationLatency {aws:?} s, rpo_seconds {ours:.3} s");
+    assert!(
+        aws.is_some_and(|v| (0.29..=0.40).contains(&v)),
+        "AWS-reported lag {aws:?} for a 300 ms delay: {:?}",
+        agent.logs()
+    );
+    let m = agent.metrics();
+    let with = |k: &str| {
+        m.iter()
+            .find(|s| s.name == "rpo_aws_reported_lag_seconds" && s.label("target") == Some(t))
+            .and_then(|s| s.label(k).map(str::to_string))
+    };
+    assert_eq!(with("replica_region").as_deref(), Some(DST));
+    assert_eq!(with("source_region").as_deref(), Some(SRC));
+    assert!(
+        agent
+            .value(
+                "rpo_api_requests_total",
+                &[
+                    ("target", t),
+                    ("service", "cloudwatch"),
+                    ("op", "GetMetricData")
+                ],
+            )
+            .unwrap_or(0.0)
+            >= 1.0,
+        "GetMetricData is counted"
+    );
+}
+
+#[test]
 fn an_idle_healthy_replica_reports_its_real_lag_not_time_since_last_write() {
     let t = "idle";
     table(t, None);

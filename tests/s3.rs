@@ -235,6 +235,33 @@ fn measured_lag_matches_the_ground_truth_for_1s_and_30s_delays() {
         )
         .unwrap();
     assert!(requests > 0.0, "HEAD requests are counted");
+    // AWS's own figure beside ours: CloudWatch's ReplicationLatency (the
+    // lab publishes one datapoint per replicated object; the agent reads the
+    // minute's Maximum 10 s after start and then once a minute).
+    for (t, d, _) in &cases {
+        let delay: f64 = d.trim_end_matches('s').parse().unwrap();
+        let want = [("target", *t), ("metric", "ReplicationLatency")];
+        let aws = agent.value("rpo_aws_reported_lag_seconds", &want);
+        println!("{t}: AWS-reported ReplicationLatency {aws:?} s (injected {delay} s)");
+        assert!(
+            aws.is_some_and(|v| v >= delay * 0.98 && v <= delay * 1.02 + 0.25),
+            "{t}: AWS-reported lag {aws:?}, injected {delay} s"
+        );
+    }
+    assert!(
+        agent
+            .value(
+                "rpo_api_requests_total",
+                &[
+                    ("target", "acc1s"),
+                    ("service", "cloudwatch"),
+                    ("op", "GetMetricData")
+                ],
+            )
+            .unwrap_or(0.0)
+            >= 1.0,
+        "GetMetricData is counted"
+    );
 }
 
 #[test]

@@ -288,6 +288,14 @@ impl Lab {
                     .destination(
                         Destination::builder()
                             .bucket(format!("arn:aws:s3:::{bucket}"))
+                            // S3 publishes ReplicationLatency to CloudWatch
+                            // for rules with replication metrics on.
+                            .metrics(
+                                Metrics::builder()
+                                    .status(MetricsStatus::Enabled)
+                                    .build()
+                                    .unwrap(),
+                            )
                             .build()
                             .unwrap(),
                     )

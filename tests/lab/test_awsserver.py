@@ -433,7 +433,7 @@ def cloudwatch_dynamodb_replication_latency(lab: Lab) -> None:
         ("max", "AWS/DynamoDB", dims, "Maximum"),
         ("n", "AWS/DynamoDB", dims, "SampleCount"),
         ("wrongregion", "AWS/DynamoDB", {"TableName": "t-cw", "ReceivingRegion": SRC}, "Average"),
-        ("wrongtable", "AWS/DynamoDB", {"TableName": "t-delay", "ReceivingRegion": DST}, "Average"),
+        ("wrongtable", "AWS/DynamoDB", {"TableName": "t-cw-other", "ReceivingRegion": DST}, "Average"),
         ("partialdims", "AWS/DynamoDB", {"TableName": "t-cw"}, "Average"),
     ], ScanBy="TimestampDescending")
     for qid in ("avg", "max"):
