@@ -66,11 +66,7 @@ pub async fn fetch(
     queries: &[AwsLagQuery],
     now: SystemTime,
 ) -> Result<Vec<Option<f64>>, ProbeError> {
-    let mut req = client
-        .get_metric_data()
-        .start_time(DateTime::from(now - LOOK_BACK))
-        .end_time(DateTime::from(now))
-        .scan_by(ScanBy::TimestampDescending);
+    let mut metric_queries = Vec::new();
     for (i, q) in queries.iter().enumerate() {
         let metric = Metric::builder()
             .namespace(q.namespace)
@@ -87,7 +83,7 @@ pub async fn fetch(
             .period(PERIOD.as_secs() as i32)
             .stat(q.stat)
             .build();
-        req = req.metric_data_queries(
+        metric_queries.push(
             MetricDataQuery::builder()
                 .id(format!("q{i}"))
                 .metric_stat(stat)
@@ -95,16 +91,24 @@ pub async fn fetch(
                 .build(),
         );
     }
-    let out = req.send().await.map_err(|e| {
-        let mut err = from_sdk("GetMetricData", &e);
-        if err.code.starts_with("AccessDenied") {
-            err.message = format!(
-                "{}: grant cloudwatch:GetMetricData to see AWS's own lag figure beside ours",
-                err.message
-            );
-        }
-        err
-    })?;
+    let out = client
+        .get_metric_data()
+        .start_time(DateTime::from(now - LOOK_BACK))
+        .end_time(DateTime::from(now))
+        .scan_by(ScanBy::TimestampDescending)
+        .set_metric_data_queries(Some(metric_queries))
+        .send()
+        .await
+        .map_err(|e| {
+            let mut err = from_sdk("GetMetricData", &e);
+            if err.code.starts_with("AccessDenied") {
+                err.message = format!(
+                    "{}: grant cloudwatch:GetMetricData to see AWS's own lag figure beside ours",
+                    err.message
+                );
+            }
+            err
+        })?;
     let results = out.metric_data_results();
     Ok(queries
         .iter()
