@@ -47,7 +47,9 @@ def replicated_buckets(src: str, dst: str, prefix: str = "rpo-canary/") -> None:
         "Role": "arn:aws:iam::123456789012:role/s3-replication",
         "Rules": [{"ID": "dr", "Status": "Enabled", "Priority": 1, "Filter": {"Prefix": ""},
                    "DeleteMarkerReplication": {"Status": "Disabled"},
-                   "Destination": {"Bucket": f"arn:aws:s3:::{dst}"}}]})
+                   # Replication metrics on: S3 then publishes ReplicationLatency, which the
+                   # agent shows beside its own figure (rpo_aws_reported_lag_seconds).
+                   "Destination": {"Bucket": f"arn:aws:s3:::{dst}", "Metrics": {"Status": "Enabled"}}}]})
 
 
 if __name__ == "__main__":
