@@ -3,19 +3,12 @@
 //! status says whether anything is wrong. One lab (AWS + SQL) for the file.
 
 use rpo_integration_tests::sql::{lab_target, SRC};
-use rpo_integration_tests::{run_command, Lab};
+use rpo_integration_tests::{rt, run_command, Lab};
 
 const DST: &str = "ap-northeast-3";
 
 fn lab() -> &'static Lab {
     Lab::shared("aws,sql")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Runs `rpo-agent ARGS --config <targets>` with the lab's environment.

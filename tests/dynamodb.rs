@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rpo_integration_tests::monitoring::unix_now;
-use rpo_integration_tests::{agent_bin, Agent, Lab};
+use rpo_integration_tests::{agent_bin, rt, Agent, Lab};
 
 const SRC: &str = "ap-northeast-1";
 const DST: &str = "ap-northeast-3";
@@ -31,13 +31,6 @@ fn config(targets: &[String]) -> String {
 
 fn start(targets: &[String]) -> Agent {
     Agent::start(&config(targets), &lab().env)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn table(name: &str, sort: Option<&str>) {

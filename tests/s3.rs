@@ -7,20 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rpo_integration_tests::monitoring::unix_now;
-use rpo_integration_tests::{Agent, Lab};
+use rpo_integration_tests::{rt, Agent, Lab};
 
 const SRC: &str = "ap-northeast-1";
 const DST: &str = "ap-northeast-3";
 
 fn lab() -> &'static Lab {
     Lab::shared("aws")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn src(t: &str) -> String {

@@ -7,17 +7,10 @@
 use std::time::Duration;
 
 use rpo_integration_tests::sql::{mariadb_root, run_init, sql_config, sql_target, SRC};
-use rpo_integration_tests::{Agent, Lab};
+use rpo_integration_tests::{rt, Agent, Lab};
 
 fn lab() -> &'static Lab {
     Lab::shared("aws,sql")
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn secrets() -> aws_sdk_secretsmanager::Client {

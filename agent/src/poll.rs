@@ -318,10 +318,14 @@ mod tests {
                 let events = tracker.observe(span, &Observation::UpTo(shows.or(Some(i as u64))));
                 now += ms(2);
                 if let Some(Event::Observed {
-                    lag, uncertainty, ..
+                    seq,
+                    acked,
+                    lag,
+                    uncertainty,
+                    ..
                 }) = events.first()
                 {
-                    model.record(sample(u64::from(i), ack, *lag, *uncertainty));
+                    model.record(sample(*seq, *acked, *lag, *uncertainty));
                     out.push((reads, lag.abs_diff(delay(i))));
                     break;
                 }

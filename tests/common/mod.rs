@@ -24,6 +24,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A single-threaded runtime for the SDK calls a test makes to set up the
+/// lab (tables, buckets, secrets); the tests themselves are synchronous.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The agent binary built by `cargo build` (the README's test command builds
 /// it before the tests run).
 pub fn agent_bin() -> PathBuf {

@@ -230,9 +230,8 @@ impl S3Probe {
             .unwrap_or_default();
         let mut metric_rules = Vec::new();
         for r in &self.replicas {
-            match check_rules(rules, &self.key_prefix, &r.bucket) {
-                Ok(rule) => metric_rules.push(publishes_metrics(rule).then(|| rule.id().unwrap_or_default().to_string())),
-                Err(why) => return Err(ProbeError::config(
+            let rule = check_rules(rules, &self.key_prefix, &r.bucket).map_err(|why| {
+                ProbeError::config(
                     "GetBucketReplication",
                     "replication_rule_missing",
                     format!(
@@ -243,8 +242,10 @@ impl S3Probe {
                         self.prefix,
                         r.bucket
                     ),
-                )),
-            }
+                )
+            })?;
+            metric_rules
+                .push(publishes_metrics(rule).then(|| rule.id().unwrap_or_default().to_string()));
         }
         *self.metric_rules.lock().unwrap() = metric_rules;
         Ok(())

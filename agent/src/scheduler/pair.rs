@@ -20,6 +20,33 @@ const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
 /// CloudWatch errors (a missing grant, mostly) are logged once an hour.
 const AWS_ERROR_LOG_EVERY: Duration = Duration::from_secs(3600);
 
+/// Lets an error code through to the log once per period; repeats of the
+/// same code within it go to debug.
+struct LogOnce {
+    every: Duration,
+    last: Option<(String, Instant)>,
+}
+
+impl LogOnce {
+    fn new(every: Duration) -> Self {
+        LogOnce { every, last: None }
+    }
+
+    /// Whether `code` is news at `now` (and if so, remembers it).
+    fn news(&mut self, code: &str, now: Instant) -> bool {
+        let repeat = matches!(&self.last, Some((c, t)) if c == code && now - *t < self.every);
+        if !repeat {
+            self.last = Some((code.to_string(), now));
+        }
+        !repeat
+    }
+
+    /// Forgets the last error; whether there was one.
+    fn clear(&mut self) -> bool {
+        self.last.take().is_some()
+    }
+}
+
 pub struct PairState {
     pub labels: ReplicaLabels,
     canary_key: String,
@@ -29,9 +56,8 @@ pub struct PairState {
     status: ReplicaStatus,
     write_ok: bool,
     read_ok: bool,
-    last_logged: Option<(String, Instant)>,
-    /// The last CloudWatch error logged, and when.
-    aws_logged: Option<(String, Instant)>,
+    errors_logged: LogOnce,
+    aws_errors_logged: LogOnce,
 }
 
 impl PairState {
@@ -60,8 +86,8 @@ impl PairState {
             status,
             write_ok: false,
             read_ok: false,
-            last_logged: None,
-            aws_logged: None,
+            errors_logged: LogOnce::new(ERROR_LOG_EVERY),
+            aws_errors_logged: LogOnce::new(AWS_ERROR_LOG_EVERY),
         }
     }
 
@@ -113,14 +139,11 @@ impl PairState {
         self.metrics.probe_up.set(0);
         self.metrics.probe_error(err.op, &err.code);
         self.status.last_error = Some(err.to_string());
-        let now = Instant::now();
-        let repeat = matches!(&self.last_logged, Some((c, t)) if c == &err.code && now - *t < ERROR_LOG_EVERY);
         let l = &self.labels;
-        if repeat {
+        if !self.errors_logged.news(&err.code, Instant::now()) {
             debug!(target = %l.target, replica_region = %l.replica_region, op = err.op, code = %err.code, "{}", err.message);
             return;
         }
-        self.last_logged = Some((err.code.clone(), now));
         match err.class {
             ErrorClass::Config => error!(
                 target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
@@ -146,14 +169,11 @@ impl PairState {
     /// CloudWatch only the comparison.
     pub fn on_aws_lag_error(&mut self, err: &ProbeError) {
         self.metrics.probe_error(err.op, &err.code);
-        let now = Instant::now();
-        let repeat = matches!(&self.aws_logged, Some((c, t)) if c == &err.code && now - *t < AWS_ERROR_LOG_EVERY);
         let l = &self.labels;
-        if repeat {
+        if !self.aws_errors_logged.news(&err.code, Instant::now()) {
             debug!(target = %l.target, replica_region = %l.replica_region, op = err.op, code = %err.code, "{}", err.message);
             return;
         }
-        self.aws_logged = Some((err.code.clone(), now));
         warn!(
             target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
             op = err.op, code = %err.code, "could not read AWS's own lag figure: {}", err.message
@@ -169,7 +189,7 @@ impl PairState {
     }
 
     fn recovered_if_up(&mut self) {
-        if self.write_ok && self.read_ok && self.last_logged.take().is_some() {
+        if self.write_ok && self.read_ok && self.errors_logged.clear() {
             self.status.last_error = None;
             info!(target = %self.labels.target, replica_region = %self.labels.replica_region, "probe recovered");
         }
