@@ -56,6 +56,17 @@ impl Sample {
     }
 }
 
+/// The newest canary `record` saw, and what it did with it.
+#[derive(Debug, Clone, Copy)]
+struct Last {
+    sample: Sample,
+    /// It changed `recent` (so `undo` can take it back).
+    changed: bool,
+    /// It may have been held back by a stall: its lag was more than twice
+    /// every recent one, or it arrived with one that was.
+    held: bool,
+}
+
 /// Recent lags of one (target, replica) pair.
 #[derive(Debug, Default, Clone)]
 pub struct LagModel {
@@ -63,8 +74,9 @@ pub struct LagModel {
     recent: VecDeque<(Duration, bool)>,
     /// The last sample halved the estimate (see `record`).
     falling: bool,
-    /// The newest canary recorded, and whether it changed `recent`.
-    last: Option<(Sample, bool)>,
+    /// The newest canary recorded, whether it changed `recent`, and whether
+    /// it looks held back (see `record`).
+    last: Option<Last>,
     /// `recent` and `falling` before the last sample changed them.
     undo: Option<(VecDeque<(Duration, bool)>, bool)>,
     /// A lag has been learned once (the cold-start rule of `plan` is over).
@@ -81,14 +93,23 @@ impl LagModel {
     /// Canaries held back by a stall arrive together when it drains, in
     /// whatever order they are read: their lags measure the stall, not how
     /// fast the store is. So a canary that arrived with the newest one
-    /// recorded takes that one's lesson back (the history before it is
+    /// recorded, when that one looked held back (its lag more than twice
+    /// every recent one), takes that one's lesson back (the history before it is
     /// restored), and only bounds the lag from above. Older canaries teach
     /// nothing else. A first read that hits with no history left says only
     /// "at most this" and teaches nothing either: the next canary is then
     /// searched from its ack, as on a cold start.
     pub fn record(&mut self, s: Sample) {
-        if let Some((last, changed)) = self.last {
-            if s.arrived_with(&last) {
+        if let Some(Last {
+            sample: last,
+            changed,
+            held,
+        }) = self.last
+        {
+            // Only a canary that looked held back is suspect: canaries of a
+            // long steady lag, searched from a cold start, have windows
+            // wide enough to overlap their neighbours' too.
+            if held && s.arrived_with(&last) {
                 if changed {
                     if let Some((recent, falling)) = self.undo.take() {
                         self.recent = recent;
@@ -99,19 +120,32 @@ impl LagModel {
                 // the stall: the store is not slower than that now.
                 let newer = if s.seq > last.seq { s } else { last };
                 self.recent.retain(|(d, _)| *d <= newer.lag + MIN_GUARD);
-                self.last = Some((newer, false));
+                self.last = Some(Last {
+                    sample: newer,
+                    changed: false,
+                    held: true,
+                });
                 return;
             }
             if s.seq < last.seq {
                 return;
             }
         }
+        let held = self.hi().is_some_and(|hi| s.lag > hi * 2 + MIN_GUARD);
         if self.recent.is_empty() && s.uncertainty >= s.lag {
-            self.last = Some((s, false));
+            self.last = Some(Last {
+                sample: s,
+                changed: false,
+                held,
+            });
             return;
         }
         self.undo = Some((self.recent.clone(), self.falling));
-        self.last = Some((s, true));
+        self.last = Some(Last {
+            sample: s,
+            changed: true,
+            held,
+        });
         self.learned = true;
         let (lag, uncertainty) = (s.lag, s.uncertainty);
         // The first read already showed it, earlier than every estimate,
@@ -498,6 +532,22 @@ mod tests {
             lost: false,
         };
         assert!(m.next_read(&p, ms(5000)) <= t0 + ms(605_000));
+    }
+
+    #[test]
+    fn a_long_steady_lag_is_not_mistaken_for_a_stall() {
+        // A 28–32 s lag, a canary every 10 s, read per object. The cold
+        // start's wide windows (a quarter of the age) overlap their
+        // neighbours'; taken for a drained stall, they once made each canary
+        // undo the last one's lesson, and errors of 2–8 s went on (31.56 s
+        // gave 7.9, 3.6, 7.7, 3.4, 7.5 s …). No canary was overdue, so none
+        // may take another's lesson back: after 4 canaries, within 2 %.
+        for d in (28_000..32_000).step_by(20) {
+            let per = per_object(|_| ms(d), ms(10_000), 14);
+            for (i, (_, err)) in per.iter().enumerate().skip(4) {
+                assert!(*err <= ms(600), "{d} ms, canary {i}: {per:?}");
+            }
+        }
     }
 
     /// 8 canaries at 300 ms, then 60 written during a 60 s stall, all seen
