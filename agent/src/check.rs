@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use crate::probe::{Finding, Roles};
-use crate::routes::Route;
+use crate::route::Route;
 
 /// One line of the preflight.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use prometheus::Registry;
 use rpo_agent::config::{self, Config};
+use rpo_agent::aws::AwsPlumbing;
 use rpo_agent::shutdown::Shutdown;
 use rpo_agent::{agent_id, check, once, routes, scheduler};
 use rpo_exporter::{Metrics, StatusBoard};
@@ -168,7 +169,8 @@ async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     let board = StatusBoard::new(&id, VERSION);
     let listener = rpo_exporter::server::bind(&cfg.agent.listen.to_string()).await?;
     info!(agent_id = %id, listen = %listener.local_addr()?, targets = cfg.targets.len(), version = VERSION, "rpo-agent starting");
-    let routes = routes::build(&cfg, &id, &metrics).await?;
+    let aws = AwsPlumbing::new(metrics.clone());
+    let routes = routes::build(&cfg, &id, &aws).await?;
 
     let (stop_tx, shutdown) = Shutdown::new();
     let (server_stop_tx, mut server_stop) = Shutdown::new();
@@ -213,8 +215,8 @@ async fn wait_for_signal() {
 
 async fn run_once(cfg: Config, wait: Duration) -> anyhow::Result<ExitCode> {
     let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
-    let metrics = Metrics::new(&Registry::new(), VERSION)?;
-    let routes = routes::build(&cfg, &id, &metrics).await?;
+    let aws = AwsPlumbing::new(Metrics::new(&Registry::new(), VERSION)?);
+    let routes = routes::build(&cfg, &id, &aws).await?;
     let rows = once::run(&routes, wait).await;
     print!("{}", once::table(&rows));
     Ok(if rows.iter().all(|r| r.ok()) {
@@ -229,8 +231,8 @@ async fn run_check(cfg: Config, fix: bool) -> anyhow::Result<ExitCode> {
         println!("(--fix could not create every table; the checks below say why)");
     }
     let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
-    let metrics = Metrics::new(&Registry::new(), VERSION)?;
-    let routes = routes::build(&cfg, &id, &metrics).await?;
+    let aws = AwsPlumbing::new(Metrics::new(&Registry::new(), VERSION)?);
+    let routes = routes::build(&cfg, &id, &aws).await?;
     let mut lines = check::run(&routes).await;
     // A table `--fix` just created reaches the replicas by replication:
     // give it a few seconds before calling its absence a problem.
@@ -248,6 +250,13 @@ async fn run_check(cfg: Config, fix: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn init(cfg: Config) -> ExitCode {
+    let aws = match Metrics::new(&Registry::new(), VERSION) {
+        Ok(m) => AwsPlumbing::new(m),
+        Err(e) => {
+            eprintln!("rpo-agent init: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut failed = false;
     let mut any = false;
     for t in &cfg.targets {
@@ -255,7 +264,7 @@ async fn init(cfg: Config) -> ExitCode {
             continue;
         }
         any = true;
-        match rpo_agent::probe::sql::init(t).await {
+        match rpo_agent::probe::sql::init(t, &aws).await {
             Ok(at) => println!("✓ {}: table rpo_canary ready on {at}", t.name),
             Err(e) => {
                 failed = true;

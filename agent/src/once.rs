@@ -9,7 +9,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::canary::{unix_micros, SeqSource};
 use crate::poll::LagModel;
 use crate::probe::Canary;
-use crate::routes::Route;
+use crate::route::Route;
 use crate::tracker::{Event, ReadSpan, Tracker};
 
 /// The outcome of one (route, replica) pair.

@@ -66,6 +66,7 @@ pub struct Metrics {
     pending_limit_hits: IntCounterVec,
     probe_errors: IntCounterVec,
     api_requests: IntCounterVec,
+    cloudwatch_metrics: IntCounterVec,
     probe_up: IntGaugeVec,
     last_success: GaugeVec,
     aws_reported: GaugeVec,
@@ -137,7 +138,8 @@ impl Metrics {
             pending: int_gauge(registry, "rpo_canaries_pending", "Canaries written but not yet seen in the replica.", l)?,
             pending_limit_hits: counter(registry, "rpo_canaries_pending_limit_total", "Canaries dropped from tracking because the bound on pending canaries was reached.", l)?,
             probe_errors: counter(registry, "rpo_probe_errors_total", "Errors of the probe's API or database calls, by operation and error code.", &with(&["op", "code"]))?,
-            api_requests: counter(registry, "rpo_api_requests_total", "Every billable AWS API call the probe made (DynamoDB, S3, Secrets Manager), retries included.", &["target", "service", "op", "region"])?,
+            api_requests: counter(registry, "rpo_api_requests_total", "Every billable AWS API call the agent made (DynamoDB, S3, Secrets Manager, CloudWatch), retries included; a call that serves every target (a batched GetMetricData) has an empty target.", &["target", "service", "op", "region"])?,
+            cloudwatch_metrics: counter(registry, "rpo_cloudwatch_metrics_requested_total", "Metrics requested from CloudWatch GetMetricData for the target (GetMetricData is billed per metric requested).", &["target"])?,
             probe_up: int_gauge(registry, "rpo_probe_up", "1 if the last canary write and the last replica read both succeeded.", l)?,
             last_success: gauge(registry, "rpo_last_canary_success_timestamp_seconds", "Unix time at which a canary was last seen in the replica.", l)?,
             aws_reported: gauge(registry, "rpo_aws_reported_lag_seconds", "The store's own replication lag figure, beside ours.", &with(&["metric"]))?,
@@ -186,6 +188,13 @@ impl Metrics {
         self.api_requests
             .with_label_values(&[target, service, op, region])
             .inc();
+    }
+
+    /// Counts `n` metrics requested for `target` by a (batched) GetMetricData.
+    pub fn cloudwatch_metrics_requested(&self, target: &str, n: u64) {
+        self.cloudwatch_metrics
+            .with_label_values(&[target])
+            .inc_by(n);
     }
 
     /// Creates `rpo_direction_changes_total` at 0 for a target that can

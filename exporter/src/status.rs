@@ -105,6 +105,20 @@ impl StatusBoard {
             .insert(labels.clone(), status);
     }
 
+    /// Updates one pair's status in place (inserting it the first time): the
+    /// refresher calls this for every pair four times a second, so with
+    /// 1000 targets it must not allocate (no label or status clones).
+    pub fn update_with(&self, labels: &ReplicaLabels, f: impl FnOnce(&mut ReplicaStatus)) {
+        let mut inner = self.inner.write().unwrap();
+        if let Some(s) = inner.replicas.get_mut(labels) {
+            f(s);
+            return;
+        }
+        let mut s = ReplicaStatus::new(labels, 0.0);
+        f(&mut s);
+        inner.replicas.insert(labels.clone(), s);
+    }
+
     /// Drops a pair (e.g. the old direction after a failover).
     pub fn remove(&self, labels: &ReplicaLabels) {
         self.inner.write().unwrap().replicas.remove(labels);

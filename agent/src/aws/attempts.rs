@@ -1,6 +1,10 @@
 //! Counts every request attempt the SDK sends, retries included: each one is
 //! billed, so `rpo_api_requests_total` must see them all, not just the calls
 //! the probe made.
+//!
+//! SDK clients are shared by every target (`plumbing.rs`), so the counter
+//! rides on each call (`.customize().interceptor(counter.clone())`, see
+//! `Counted`), not on the client: that is what keeps the count per target.
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
@@ -9,14 +13,28 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use rpo_exporter::Metrics;
+use std::sync::Arc;
 
-/// An interceptor bound to one client (target, service, region).
+/// An interceptor for one (target, service, region); cloning is one `Arc`.
 #[derive(Clone)]
-pub struct CountAttempts {
-    pub metrics: Metrics,
-    pub target: String,
-    pub service: &'static str,
-    pub region: String,
+pub struct CountAttempts(Arc<Labels>);
+
+struct Labels {
+    metrics: Metrics,
+    target: String,
+    service: &'static str,
+    region: String,
+}
+
+impl CountAttempts {
+    pub fn new(metrics: Metrics, target: &str, service: &'static str, region: &str) -> Self {
+        CountAttempts(Arc::new(Labels {
+            metrics,
+            target: target.to_string(),
+            service,
+            region: region.to_string(),
+        }))
+    }
 }
 
 impl std::fmt::Debug for CountAttempts {
@@ -24,7 +42,7 @@ impl std::fmt::Debug for CountAttempts {
         write!(
             f,
             "CountAttempts({}, {}, {})",
-            self.target, self.service, self.region
+            self.0.target, self.0.service, self.0.region
         )
     }
 }
@@ -44,8 +62,8 @@ impl Intercept for CountAttempts {
             .load::<Metadata>()
             .map(|m| m.name())
             .unwrap_or("unknown");
-        self.metrics
-            .api_request(&self.target, self.service, op, &self.region);
+        let l = &self.0;
+        l.metrics.api_request(&l.target, l.service, op, &l.region);
         Ok(())
     }
 }

@@ -12,16 +12,17 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
 use aws_sdk_cloudwatch::Client;
 use aws_smithy_types::DateTime;
-use rpo_exporter::Metrics;
 
 use super::attempts::CountAttempts;
 use super::errors::from_sdk;
-use crate::probe::ProbeError;
+use crate::error::ProbeError;
 
 /// CloudWatch's resolution for these metrics: one datapoint per minute.
 pub const PERIOD: Duration = Duration::from_secs(60);
 /// A newest datapoint older than this means AWS reports nothing now.
 pub const FRESH_FOR: Duration = Duration::from_secs(300);
+/// GetMetricData's limit on queries in one call.
+pub const MAX_QUERIES_PER_CALL: usize = 500;
 /// How far back one read looks (two fresh windows).
 const LOOK_BACK: Duration = Duration::from_secs(600);
 
@@ -39,33 +40,16 @@ pub struct AwsLagQuery {
     pub to_seconds: f64,
 }
 
-/// A CloudWatch client for `region` whose calls count in
-/// `rpo_api_requests_total` (GetMetricData is billed per metric read).
-pub async fn client(
-    region: &str,
-    endpoint_url: Option<&str>,
-    metrics: &Metrics,
-    target: &str,
-) -> Client {
-    let sdk = super::sdk_config(region, endpoint_url).await;
-    let conf = aws_sdk_cloudwatch::config::Builder::from(&sdk)
-        .interceptor(CountAttempts {
-            metrics: metrics.clone(),
-            target: target.to_string(),
-            service: "cloudwatch",
-            region: region.to_string(),
-        })
-        .build();
-    Client::from_conf(conf)
-}
-
-/// Reads every query in one GetMetricData call; per query, its newest
-/// fresh value in seconds, or `None` when AWS reports nothing now.
+/// Reads every query (at most `MAX_QUERIES_PER_CALL`) in one GetMetricData
+/// call, counted once by `count`; per query, its newest fresh value in
+/// seconds, or `None` when AWS reports nothing now.
 pub async fn fetch(
     client: &Client,
-    queries: &[AwsLagQuery],
+    count: &CountAttempts,
+    queries: &[&AwsLagQuery],
     now: SystemTime,
 ) -> Result<Vec<Option<f64>>, ProbeError> {
+    debug_assert!(queries.len() <= MAX_QUERIES_PER_CALL);
     let mut metric_queries = Vec::new();
     for (i, q) in queries.iter().enumerate() {
         let metric = Metric::builder()
@@ -97,6 +81,8 @@ pub async fn fetch(
         .end_time(DateTime::from(now))
         .scan_by(ScanBy::TimestampDescending)
         .set_metric_data_queries(Some(metric_queries))
+        .customize()
+        .interceptor(count.clone())
         .send()
         .await
         .map_err(|e| {
@@ -109,16 +95,17 @@ pub async fn fetch(
             }
             err
         })?;
-    let results = out.metric_data_results();
-    Ok(queries
-        .iter()
-        .enumerate()
-        .map(|(i, q)| {
-            let id = format!("q{i}");
-            let r = results.iter().find(|r| r.id() == Some(id.as_str()))?;
-            newest_fresh(r.timestamps(), r.values(), now).map(|v| v * q.to_seconds)
-        })
-        .collect())
+    // Ids are `q<index>`; a result with another id answers nothing.
+    let mut values = vec![None; queries.len()];
+    for r in out.metric_data_results() {
+        let Some(i) = r.id().and_then(|id| id.strip_prefix('q')?.parse::<usize>().ok()) else {
+            continue;
+        };
+        if let Some(q) = queries.get(i) {
+            values[i] = newest_fresh(r.timestamps(), r.values(), now).map(|v| v * q.to_seconds);
+        }
+    }
+    Ok(values)
 }
 
 /// The value of the newest datapoint, unless it is older than `FRESH_FOR`.

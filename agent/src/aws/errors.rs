@@ -8,7 +8,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::probe::{ErrorClass, ProbeError};
+use crate::error::{ErrorClass, ProbeError};
 
 /// AWS error codes that mean the set-up is wrong rather than the store busy.
 const CONFIG_CODES: &[&str] = &[

@@ -146,6 +146,10 @@ pub struct TargetConfig {
     pub auth: Auth,
     /// SQL: a PEM CA bundle for TLS verification.
     pub ca_bundle: Option<String>,
+    /// How often AWS's own lag figures are read from CloudWatch (DynamoDB,
+    /// S3); `None` when `"off"` (and for SQL targets, whose Aurora figures
+    /// come from the database itself). GetMetricData is billed per metric.
+    pub aws_reported_every: Option<Duration>,
 }
 
 /// Reads the configuration from `path`, or from `$RPO_AGENT_CONFIG` when

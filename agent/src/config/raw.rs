@@ -33,6 +33,8 @@ pub struct RawAgent {
     pub timeout: Option<Spanned<String>>,
     /// How long SIGTERM waits for in-flight reads.
     pub shutdown_grace: Option<Spanned<String>>,
+    /// Default period of AWS's own lag figures from CloudWatch (`"1m"`), or `"off"`.
+    pub aws_reported_every: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +69,8 @@ pub struct RawTarget {
     pub auth: Option<Spanned<RawAuth>>,
     /// SQL: PEM bundle of CAs to verify the server (e.g. the RDS bundle).
     pub ca_bundle: Option<Spanned<String>>,
+    /// DynamoDB, S3: period of AWS's own lag figures from CloudWatch, or `"off"`.
+    pub aws_reported_every: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,6 +17,9 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_PENDING: usize = 1000;
+const DEFAULT_AWS_REPORTED_EVERY: Duration = Duration::from_secs(60);
+/// CloudWatch keeps these metrics at one datapoint per minute.
+const MIN_AWS_REPORTED_EVERY: Duration = Duration::from_secs(60);
 
 /// Shorthand to build errors at a span.
 struct Ctx<'a> {
@@ -120,10 +123,17 @@ pub fn validate(origin: &Origin, text: &str, raw: &RawConfig) -> Result<Config, 
     let timeout = cx.opt_duration(&a.timeout, "agent.timeout", DEFAULT_TIMEOUT)?;
     let shutdown_grace =
         cx.opt_duration(&a.shutdown_grace, "agent.shutdown_grace", DEFAULT_GRACE)?;
+    let aws_reported_every = reported_every(
+        &cx,
+        &a.aws_reported_every,
+        "agent.aws_reported_every",
+        Some(DEFAULT_AWS_REPORTED_EVERY),
+    )?;
     let defaults = Defaults {
         objective,
         interval,
         timeout,
+        aws_reported_every,
     };
 
     if raw.target.is_empty() {
@@ -162,6 +172,33 @@ struct Defaults {
     objective: Duration,
     interval: Duration,
     timeout: Duration,
+    aws_reported_every: Option<Duration>,
+}
+
+/// `"off"` (None), or a period of at least a minute.
+fn reported_every(
+    cx: &Ctx,
+    v: &Option<Spanned<String>>,
+    key: &str,
+    default: Option<Duration>,
+) -> Result<Option<Duration>, ConfigError> {
+    let Some(sp) = v else { return Ok(default) };
+    if sp.get_ref().trim() == "off" {
+        return Ok(None);
+    }
+    let d = cx.duration(sp, key)?;
+    if d < MIN_AWS_REPORTED_EVERY {
+        return Err(cx.err_at(
+            Some(sp.span().start),
+            key,
+            &format!(
+                "{} is below a minute: CloudWatch has one datapoint per minute for these metrics, and every read is billed per metric",
+                humantime::format_duration(d)
+            ),
+            "use \"1m\" or more, or \"off\"",
+        ));
+    }
+    Ok(Some(d))
 }
 
 fn positive(
@@ -357,7 +394,14 @@ fn target(
     if !sql {
         only(t.auth.is_some(), "auth", "postgres and mysql")?;
         only(t.ca_bundle.is_some(), "ca_bundle", "postgres and mysql")?;
+    } else {
+        // Aurora's own figures come from the database, not CloudWatch.
+        only(t.aws_reported_every.is_some(), "aws_reported_every", "dynamodb and s3")?;
     }
+    let aws_reported_every = match sql {
+        true => None,
+        false => reported_every(cx, &t.aws_reported_every, &key("aws_reported_every"), d.aws_reported_every)?,
+    };
     let auth = match &t.auth {
         None => Auth::Url,
         Some(a) => auth(cx, a, &key("auth"))?,
@@ -377,6 +421,7 @@ fn target(
         max_pending,
         auth,
         ca_bundle: t.ca_bundle.as_ref().map(|s| s.get_ref().clone()),
+        aws_reported_every,
     })
 }
 

@@ -16,15 +16,20 @@ use aws_sdk_dynamodb::Client;
 
 use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::errors::from_sdk;
+use crate::aws::{AwsPlumbing, CountAttempts};
+use crate::canary::item_key;
+use crate::config::{Direction, Endpoint, TargetConfig};
 use crate::probe::{Canary, Finding, Probe, ProbeError};
+use crate::route::Route;
 use crate::tracker::Observation;
 
 const CANARY_TTL_SECONDS: u64 = 86_400;
 
-/// A region and its client.
+/// A region, its (shared) client, and this target's request counter.
 pub struct Side {
     pub region: String,
     pub client: Client,
+    pub count: CountAttempts,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +96,8 @@ impl DynamoProbe {
             .client
             .describe_table()
             .table_name(&self.table)
+            .customize()
+            .interceptor(side.count.clone())
             .send()
             .await
             .map_err(|e| {
@@ -217,6 +224,8 @@ impl Probe for DynamoProbe {
                 .client
                 .describe_time_to_live()
                 .table_name(&self.table)
+                .customize()
+                .interceptor(side.count.clone())
                 .send()
                 .await;
             out.push(match res {
@@ -270,6 +279,8 @@ impl Probe for DynamoProbe {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
+            .customize()
+            .interceptor(self.source.count.clone())
             .send()
             .await
             .map_err(|e| from_sdk("PutItem", &e))?;
@@ -287,6 +298,8 @@ impl Probe for DynamoProbe {
             .consistent_read(true)
             .projection_expression("#s")
             .expression_attribute_names("#s", "seq")
+            .customize()
+            .interceptor(side.count.clone())
             .send()
             .await
             .map_err(|e| from_sdk("GetItem", &e))?;
@@ -309,4 +322,50 @@ impl Probe for DynamoProbe {
         };
         Ok(Observation::UpTo(seq))
     }
+}
+
+/// The routes of a DynamoDB target: source → replicas, and with
+/// `direction = "both"` one reverse route per replica, which writes its own
+/// canary item there and reads it back in the source region.
+pub async fn routes(t: &TargetConfig, agent_id: &str, aws: &AwsPlumbing) -> Vec<Route> {
+    let mut out = vec![route(t, agent_id, aws, &t.source, &t.replicas, None).await];
+    if t.direction == Direction::Both {
+        for r in &t.replicas {
+            let back = std::slice::from_ref(&t.source);
+            out.push(route(t, agent_id, aws, r, back, Some(&r.region)).await);
+        }
+    }
+    out
+}
+
+async fn side(t: &TargetConfig, e: &Endpoint, aws: &AwsPlumbing) -> Side {
+    Side {
+        region: e.region.clone(),
+        client: aws.dynamodb(&e.region, e.endpoint_url.as_deref()).await,
+        count: aws.counter(&t.name, "dynamodb", &e.region),
+    }
+}
+
+async fn route(
+    t: &TargetConfig,
+    agent_id: &str,
+    aws: &AwsPlumbing,
+    source: &Endpoint,
+    replicas: &[Endpoint],
+    written_in: Option<&str>,
+) -> Route {
+    let key = item_key(agent_id, &t.name, written_in);
+    let src = side(t, source, aws).await;
+    let mut reps = Vec::new();
+    for r in replicas {
+        reps.push(side(t, r, aws).await);
+    }
+    let table = t
+        .table
+        .clone()
+        .expect("validated: dynamodb targets have a table");
+    let probe = DynamoProbe::new(table, key.clone(), agent_id.to_string(), src, reps);
+    Route::new(t, source, replicas, key, std::sync::Arc::new(probe))
+        .with_aws_reported(t, aws, source)
+        .await
 }

@@ -11,52 +11,8 @@ pub mod sql;
 
 use async_trait::async_trait;
 
+pub use crate::error::{ErrorClass, ProbeError};
 use crate::tracker::Observation;
-
-/// The outcome class of a failed call: it decides how the agent reacts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Throttling, 5xx, timeouts, connection loss: retry on the next round.
-    Transient,
-    /// The store is set up wrongly (missing table, no replica, versioning
-    /// off…): report it as a configuration problem, not as lag.
-    Config,
-}
-
-/// A failed probe call. `code` is a bounded label value; `message` is free of
-/// secrets (probes never put credentials or passwords in it).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{op} failed ({code}): {message}")]
-pub struct ProbeError {
-    pub op: &'static str,
-    pub code: String,
-    pub message: String,
-    pub class: ErrorClass,
-}
-
-impl ProbeError {
-    pub fn transient(
-        op: &'static str,
-        code: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        ProbeError {
-            op,
-            code: code.into(),
-            message: message.into(),
-            class: ErrorClass::Transient,
-        }
-    }
-
-    pub fn config(op: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ProbeError {
-            op,
-            code: code.into(),
-            message: message.into(),
-            class: ErrorClass::Config,
-        }
-    }
-}
 
 /// A canary to write.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +37,16 @@ pub enum Roles {
     NoWriter(ProbeError),
     /// The source and these replicas all accept writes (split brain).
     SplitBrain { replicas: Vec<usize> },
+}
+
+/// One of AWS's own lag figures, as a store reported it for a replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreFigure {
+    /// Index into the route's replicas (in the current direction).
+    pub replica: usize,
+    /// The `metric` label's value (one of `AWS_REPORTED_METRICS`).
+    pub metric: &'static str,
+    pub seconds: f64,
 }
 
 /// A set-up detail that `rpo-agent check` reports beside `prepare` and
@@ -134,6 +100,13 @@ pub trait Probe: Send + Sync {
     /// The store's own lag metrics in CloudWatch, per replica (empty when
     /// it has none, or before `prepare` found what they are named by).
     fn aws_lag_queries(&self) -> Vec<crate::aws::cloudwatch::AwsLagQuery> {
+        Vec::new()
+    }
+
+    /// AWS's own lag figures that the store itself reported since the last
+    /// call (Aurora's global-database views, read by `roles`); the writer
+    /// hands them to the pairs, which export them. Empty for most stores.
+    fn take_store_figures(&self) -> Vec<StoreFigure> {
         Vec::new()
     }
 

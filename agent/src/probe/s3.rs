@@ -50,17 +50,15 @@ use aws_sdk_s3::types::{BucketVersioningStatus, ReplicationRule, ReplicationStat
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use rpo_exporter::Metrics;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::aws::attempts::CountAttempts;
 use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::errors::from_sdk;
-use crate::aws::sdk_config;
+use crate::aws::{AwsPlumbing, CountAttempts};
 use crate::config::{Endpoint, TargetConfig};
 use crate::probe::{Canary, ErrorClass, Finding, Probe, ProbeError};
-use crate::routes::Route;
+use crate::route::Route;
 use crate::tracker::{Observation, Sighting};
 
 /// Most canaries HEADed by one read; the rest wait for the next read.
@@ -70,12 +68,14 @@ pub const SOURCE_RECHECK: Duration = Duration::from_millis(500);
 /// Recent destination lags kept per replica (to tell "overdue").
 const LAG_HISTORY: usize = 8;
 
-/// A bucket in its region, with a client signing for that region.
+/// A bucket in its region, with the (shared) client signing for that region
+/// and this target's request counter.
 #[derive(Clone)]
 pub struct Bucket {
     pub region: String,
     pub bucket: String,
     pub client: Client,
+    pub count: CountAttempts,
 }
 
 impl Bucket {
@@ -181,6 +181,8 @@ impl S3Probe {
             .client
             .get_bucket_versioning()
             .bucket(&b.bucket)
+            .customize()
+            .interceptor(b.count.clone())
             .send()
             .await
             .map_err(|e| bucket_error(from_sdk("GetBucketVersioning", &e), b))?;
@@ -205,6 +207,8 @@ impl S3Probe {
             .client
             .get_bucket_replication()
             .bucket(&s.bucket)
+            .customize()
+            .interceptor(s.count.clone())
             .send()
             .await
             .map_err(|e| {
@@ -279,6 +283,8 @@ impl S3Probe {
                 .client
                 .get_bucket_lifecycle_configuration()
                 .bucket(&b.bucket)
+                .customize()
+                .interceptor(b.count.clone())
                 .send()
                 .await;
             let rules = match res {
@@ -339,6 +345,8 @@ impl S3Probe {
                 .delete_object()
                 .bucket(&s.bucket)
                 .key(&key)
+                .customize()
+                .interceptor(s.count.clone())
                 .send()
                 .await
             {
@@ -505,6 +513,8 @@ async fn head(b: Bucket, key: String) -> Result<Option<HeadObjectOutput>, ProbeE
         .head_object()
         .bucket(&b.bucket)
         .key(&key)
+        .customize()
+        .interceptor(b.count.clone())
         .send()
         .await
     {
@@ -618,6 +628,8 @@ impl Probe for S3Probe {
             .key(self.key(canary.seq))
             .content_type("application/json")
             .body(ByteStream::from(body.into_bytes()))
+            .customize()
+            .interceptor(s.count.clone())
             .send()
             .await
             .map_err(|e| bucket_error(from_sdk("PutObject", &e), s))?;
@@ -717,38 +729,24 @@ impl Probe for S3Probe {
     }
 }
 
-async fn side(t: &TargetConfig, e: &Endpoint, metrics: &Metrics) -> Bucket {
-    let sdk = sdk_config(&e.region, e.endpoint_url.as_deref()).await;
-    // A custom endpoint (the lab, an IP) cannot serve `bucket.host` names;
-    // real AWS (and VPC endpoints by DNS name) use virtual-hosted style.
-    let custom = e.endpoint_url.is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let conf = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(custom)
-        .interceptor(CountAttempts {
-            metrics: metrics.clone(),
-            target: t.name.clone(),
-            service: "s3",
-            region: e.region.clone(),
-        })
-        .build();
+async fn side(t: &TargetConfig, e: &Endpoint, aws: &AwsPlumbing) -> Bucket {
     Bucket {
         region: e.region.clone(),
         bucket: e
             .bucket
             .clone()
             .expect("validated: s3 endpoints have a bucket"),
-        client: Client::from_conf(conf),
+        client: aws.s3(&e.region, e.endpoint_url.as_deref()).await,
+        count: aws.counter(&t.name, "s3", &e.region),
     }
 }
 
 /// The route of an S3 target: the source bucket feeding its destinations.
-pub async fn routes(t: &TargetConfig, agent_id: &str, metrics: &Metrics) -> Vec<Route> {
-    let src = side(t, &t.source, metrics).await;
+pub async fn routes(t: &TargetConfig, agent_id: &str, aws: &AwsPlumbing) -> Vec<Route> {
+    let src = side(t, &t.source, aws).await;
     let mut reps = Vec::new();
     for r in &t.replicas {
-        reps.push(side(t, r, metrics).await);
+        reps.push(side(t, r, aws).await);
     }
     let key = key_prefix(&t.prefix, agent_id, &t.name);
     let probe = S3Probe::new(
@@ -760,27 +758,8 @@ pub async fn routes(t: &TargetConfig, agent_id: &str, metrics: &Metrics) -> Vec<
         t.delete_seen,
         t.max_pending,
     );
-    vec![Route {
-        target: t.name.clone(),
-        kind: t.kind,
-        source_region: t.source.region.clone(),
-        replica_regions: t.replicas.iter().map(|r| r.region.clone()).collect(),
-        interval: t.interval,
-        timeout: t.timeout,
-        objective: t.objective,
-        max_pending: t.max_pending,
-        canary_key: format!("{key}<seq>"),
-        probe: Arc::new(probe),
-        cloudwatch: Some(
-            crate::aws::cloudwatch::client(
-                &t.source.region,
-                t.source.endpoint_url.as_deref(),
-                metrics,
-                &t.name,
-            )
-            .await,
-        ),
-    }]
+    let route = Route::new(t, &t.source, &t.replicas, format!("{key}<seq>"), Arc::new(probe));
+    vec![route.with_aws_reported(t, aws, &t.source).await]
 }
 
 #[cfg(test)]

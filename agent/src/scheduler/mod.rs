@@ -1,10 +1,10 @@
 //! The scheduler owns all timing: when canaries are written, when replicas
 //! are read, when gauges refresh, and how shutdown drains.
 //!
-//! Per route it runs one writer task, one reader task per replica and one
-//! task reading AWS's own lag figures; one refresher task updates every
-//! route's gauges. The backend probe only
-//! implements a single write and read.
+//! Per route it runs one writer task and one reader task per replica; one
+//! task per source region (and period) reads AWS's own lag figures for all
+//! its routes in batched calls; one refresher task updates every route's
+//! gauges. The backend probe only implements a single write and read.
 
 mod aws_lag;
 mod pair;
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 pub use pair::PairState;
 
-use crate::routes::Route;
+use crate::route::{AwsReported, Route};
 use crate::shutdown::Shutdown;
 
 /// How often gauges (which grow with time during a stall) are refreshed.
@@ -110,7 +110,9 @@ pub async fn run(
         for i in 0..run.pairs.len() {
             tasks.spawn(reader::run(run.clone(), i, shutdown.clone(), grace));
         }
-        tasks.spawn(aws_lag::run(run.clone(), shutdown.clone()));
+    }
+    for (cw, group) in aws_lag_groups(&runs) {
+        tasks.spawn(aws_lag::run(group, cw, metrics.clone(), shutdown.clone()));
     }
     let refresher = tokio::spawn(refresh_loop(runs.clone(), board.clone()));
     while let Some(res) = tasks.join_next().await {
@@ -122,13 +124,25 @@ pub async fn run(
     refresh_once(&runs, &board);
 }
 
+/// Routes that read AWS's figures from the same CloudWatch (region,
+/// endpoint) with the same period share one batched reader.
+fn aws_lag_groups(runs: &[Arc<RouteRun>]) -> Vec<(AwsReported, Vec<Arc<RouteRun>>)> {
+    let mut groups: Vec<(AwsReported, Vec<Arc<RouteRun>>)> = Vec::new();
+    for run in runs {
+        let Some(cw) = &run.route.aws_reported else { continue };
+        match groups.iter_mut().find(|(g, _)| g.batch_key() == cw.batch_key()) {
+            Some((_, members)) => members.push(run.clone()),
+            None => groups.push((cw.clone(), vec![run.clone()])),
+        }
+    }
+    groups
+}
+
 fn refresh_once(runs: &[Arc<RouteRun>], board: &StatusBoard) {
     let now = Instant::now();
     for run in runs {
         for p in &run.pairs {
-            let mut p = p.lock().unwrap();
-            let status = p.refresh(now);
-            board.update(&p.labels, status);
+            p.lock().unwrap().refresh(now, board);
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rpo_exporter::{ReplicaLabels, ReplicaMetrics, ReplicaStatus};
+use rpo_exporter::{ReplicaLabels, ReplicaMetrics, ReplicaStatus, StatusBoard};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -253,7 +253,10 @@ impl PairState {
     }
 
     /// Expires old canaries and refreshes gauges; returns the status to show.
-    pub fn refresh(&mut self, now: Instant) -> ReplicaStatus {
+    /// Recomputes the gauges that grow with time (RPO during a stall) and
+    /// the pair's status, and puts it on `board` without reallocating its
+    /// strings (this runs for every pair four times a second).
+    pub fn refresh(&mut self, now: Instant, board: &StatusBoard) {
         let events = self.tracker.expire(now);
         self.apply(events);
         let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
@@ -282,6 +285,46 @@ impl PairState {
         s.lost = self.metrics.lost.get();
         s.failed = self.metrics.failed.get();
         s.up = up;
-        s.clone()
+        board.update_with(&self.labels, |into| copy_status(&self.status, into));
     }
+}
+
+/// `*to = from.clone()`, reusing `to`'s string buffers.
+fn copy_status(from: &ReplicaStatus, to: &mut ReplicaStatus) {
+    let ReplicaStatus {
+        target,
+        kind,
+        source_region,
+        replica_region,
+        rpo_seconds,
+        upper_bound_seconds,
+        objective_seconds,
+        last_lag_seconds,
+        last_uncertainty_seconds,
+        pending,
+        written,
+        observed,
+        lost,
+        failed,
+        up,
+        last_error,
+        direction,
+    } = from;
+    to.target.clone_from(target);
+    to.kind.clone_from(kind);
+    to.source_region.clone_from(source_region);
+    to.replica_region.clone_from(replica_region);
+    to.rpo_seconds = *rpo_seconds;
+    to.upper_bound_seconds = *upper_bound_seconds;
+    to.objective_seconds = *objective_seconds;
+    to.last_lag_seconds = *last_lag_seconds;
+    to.last_uncertainty_seconds = *last_uncertainty_seconds;
+    to.pending = *pending;
+    to.written = *written;
+    to.observed = *observed;
+    to.lost = *lost;
+    to.failed = *failed;
+    to.up = *up;
+    to.last_error.clone_from(last_error);
+    to.direction.clone_from(direction);
 }

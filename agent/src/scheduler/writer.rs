@@ -66,6 +66,11 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
             r = route.probe.roles() => r,
             _ = shutdown.recv() => break,
         };
+        for f in route.probe.take_store_figures() {
+            if let Some(p) = run.pairs.get(f.replica) {
+                p.lock().unwrap().on_aws_lag(f.metric, Some(f.seconds));
+            }
+        }
         match roles {
             Ok(Roles::AsConfigured) => {}
             Ok(Roles::Swapped { replica }) => swap_direction(&run, replica),

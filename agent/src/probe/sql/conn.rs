@@ -5,16 +5,15 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::ProvideCredentials;
-use rpo_exporter::Metrics;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::ConnectOptions;
 
 use super::errors::{from_sqlx, timeout};
 use super::{iam, Engine};
-use crate::aws::attempts::CountAttempts;
 use crate::config::Auth;
-use crate::probe::ProbeError;
+use crate::aws::AwsPlumbing;
+use crate::error::ProbeError;
 
 /// Longest wait for a connection from the pool (this includes connecting,
 /// and retrying a refused connection): the canary interval, within 1–3 s,
@@ -330,9 +329,10 @@ pub struct Credentials {
     pub auth: Auth,
     /// AWS endpoint override (Secrets Manager in the lab), from the endpoint.
     pub endpoint_url: Option<String>,
-    /// Counts `GetSecretValue` calls in `rpo_api_requests_total`, as every
-    /// other AWS call is (they are billed too).
-    pub metrics: Metrics,
+    /// The process's shared AWS plumbing (Secrets Manager client, the
+    /// credential chain for IAM tokens). `GetSecretValue` calls count in
+    /// `rpo_api_requests_total` for `target`, as every other AWS call does.
+    pub aws: AwsPlumbing,
     pub target: String,
 }
 
@@ -357,7 +357,7 @@ impl Credentials {
             },
             Auth::SecretArn(arn) => self.secret(arn, what).await.map(Some),
             Auth::Iam => {
-                let sdk = crate::aws::sdk_config(region, self.endpoint_url.as_deref()).await;
+                let sdk = self.aws.sdk_config(region, self.endpoint_url.as_deref()).await;
                 let provider = sdk.credentials_provider().ok_or_else(|| {
                     ProbeError::config(
                         "connect",
@@ -383,26 +383,22 @@ impl Credentials {
     async fn secret(&self, arn: &str, what: &str) -> Result<String, ProbeError> {
         // arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME
         let region = arn.split(':').nth(3).unwrap_or("us-east-1");
-        let sdk = crate::aws::sdk_config(region, self.endpoint_url.as_deref()).await;
-        let conf = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-            .interceptor(CountAttempts {
-                metrics: self.metrics.clone(),
-                target: self.target.clone(),
-                service: "secretsmanager",
-                region: region.to_string(),
-            })
-            .build();
-        let client = aws_sdk_secretsmanager::Client::from_conf(conf);
+        let client = self
+            .aws
+            .secretsmanager(region, self.endpoint_url.as_deref())
+            .await;
         let out = client
             .get_secret_value()
             .secret_id(arn)
+            .customize()
+            .interceptor(self.aws.counter(&self.target, "secretsmanager", region))
             .send()
             .await
             .map_err(|e| {
                 let mut err = crate::aws::errors::from_sdk("GetSecretValue", &e);
                 err.message = format!("{what}: secret {arn}: {}", err.message);
                 if err.code.contains("NotFound") || err.code.contains("AccessDenied") {
-                    err.class = crate::probe::ErrorClass::Config;
+                    err.class = crate::error::ErrorClass::Config;
                 }
                 err
             })?;

@@ -22,12 +22,13 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rpo_exporter::{Metrics, ReplicaLabels};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::aws::AwsPlumbing;
 use crate::config::{redact_url, Auth, Endpoint, Kind, TargetConfig};
-use crate::probe::{Canary, Probe, ProbeError, Roles};
+use crate::probe::{Canary, Probe, ProbeError, Roles, StoreFigure};
+use crate::route::Route;
 use crate::tracker::Observation;
 use conn::{Credentials, Options, Pool};
 
@@ -91,12 +92,14 @@ impl Node {
 struct Aurora {
     unavailable: bool,
     last: Option<Instant>,
+    /// The latest figures, until the scheduler takes them
+    /// (`Probe::take_store_figures`).
+    figures: Vec<StoreFigure>,
 }
 
 /// The probe of one SQL target.
 pub struct SqlProbe {
     engine: Engine,
-    kind: Kind,
     target: String,
     agent_id: String,
     /// 0 = the configured source, 1.. = the configured replicas.
@@ -106,9 +109,15 @@ pub struct SqlProbe {
     order: RwLock<Vec<usize>>,
     creds: Credentials,
     ca_bundle: Option<String>,
-    metrics: Metrics,
     aurora: Mutex<Aurora>,
     acquire_timeout: Duration,
+}
+
+/// The one route of a SQL target (the writer feeding its readers).
+pub fn routes(t: &TargetConfig, agent_id: &str, aws: &AwsPlumbing) -> Vec<Route> {
+    let key = canary_key(agent_id, &t.name);
+    let probe = SqlProbe::new(t, agent_id, aws);
+    vec![Route::new(t, &t.source, &t.replicas, key, std::sync::Arc::new(probe))]
 }
 
 /// Where canaries go, for logs.
@@ -118,14 +127,13 @@ pub fn canary_key(agent_id: &str, target: &str) -> String {
 
 impl SqlProbe {
     /// Builds the probe; no network until `prepare`.
-    pub fn new(t: &TargetConfig, agent_id: &str, metrics: &Metrics) -> SqlProbe {
+    pub fn new(t: &TargetConfig, agent_id: &str, aws: &AwsPlumbing) -> SqlProbe {
         let engine = Engine::of(t.kind).expect("a SQL target");
         let mut nodes = vec![Node::new(&t.source)];
         nodes.extend(t.replicas.iter().map(Node::new));
         let order = (0..nodes.len()).collect();
         SqlProbe {
             engine,
-            kind: t.kind,
             target: t.name.clone(),
             agent_id: agent_id.to_string(),
             nodes,
@@ -133,11 +141,10 @@ impl SqlProbe {
             creds: Credentials {
                 auth: t.auth.clone(),
                 endpoint_url: t.source.endpoint_url.clone(),
-                metrics: metrics.clone(),
+                aws: aws.clone(),
                 target: t.name.clone(),
             },
             ca_bundle: t.ca_bundle.clone(),
-            metrics: metrics.clone(),
             aurora: Mutex::new(Aurora::default()),
             acquire_timeout: conn::acquire_timeout(t.interval),
         }
@@ -192,15 +199,6 @@ impl SqlProbe {
         }
     }
 
-    fn labels(&self, replica_pos: usize) -> ReplicaLabels {
-        ReplicaLabels {
-            target: self.target.clone(),
-            kind: self.kind.as_str().to_string(),
-            source_region: self.node_at(0).region.clone(),
-            replica_region: self.node_at(replica_pos).region.clone(),
-        }
-    }
-
     /// Reads Aurora's own lag views on the writer, at most every 10 s; says
     /// once (info) when they do not exist (plain PostgreSQL/MySQL, the lab).
     async fn aurora_views(&self, writer: &Node) {
@@ -214,14 +212,18 @@ impl SqlProbe {
         let Ok(pool) = writer.pool() else { return };
         match conn::aurora_lags(&pool).await {
             Ok(rows) => {
+                let mut figures = Vec::new();
                 for pos in 1..self.nodes.len() {
-                    let region = self.node_at(pos).region.clone();
-                    let m = self.metrics.replica(&self.labels(pos));
-                    for (r, metric, secs) in rows.iter().filter(|(r, ..)| *r == region) {
-                        let _ = r;
-                        m.aws_reported_lag(metric, *secs);
+                    let region = &self.node_at(pos).region;
+                    for (_, metric, secs) in rows.iter().filter(|(r, ..)| r == region) {
+                        figures.push(StoreFigure {
+                            replica: pos - 1,
+                            metric,
+                            seconds: *secs,
+                        });
                     }
                 }
+                self.aurora.lock().unwrap().figures = figures;
             }
             Err(Some(msg)) => {
                 self.aurora.lock().unwrap().unavailable = true;
@@ -291,6 +293,10 @@ impl Probe for SqlProbe {
         }
     }
 
+    fn take_store_figures(&self) -> Vec<StoreFigure> {
+        std::mem::take(&mut self.aurora.lock().unwrap().figures)
+    }
+
     async fn roles(&self) -> Result<Roles, ProbeError> {
         self.renew_tokens().await;
         let replicas = self.nodes.len() - 1;
@@ -348,12 +354,8 @@ impl Probe for SqlProbe {
 /// `rpo-agent init`: creates `rpo_canary` on the target's writer (the
 /// configured source, or a replica if the source is read-only). Returns
 /// where it was created.
-pub async fn init(t: &TargetConfig) -> Result<String, ProbeError> {
-    let probe = SqlProbe::new(
-        t,
-        "init",
-        &Metrics::new(&prometheus::Registry::new(), "init").expect("metrics"),
-    );
+pub async fn init(t: &TargetConfig, aws: &AwsPlumbing) -> Result<String, ProbeError> {
+    let probe = SqlProbe::new(t, "init", aws);
     let mut last = None;
     for n in &probe.nodes {
         let pool = probe.connect(n).await?;
