@@ -13,15 +13,41 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// `key` and `problem` may quote the document (a TOML type error quotes
+    /// the value, a key is read off the line), so any URL in them is redacted
+    /// here, whatever field it was written in.
     pub fn new(origin: &Origin, line: Option<usize>, key: &str, problem: &str, fix: &str) -> Self {
         ConfigError {
             origin: origin.to_string(),
             line,
-            key: key.to_string(),
-            problem: problem.to_string(),
+            key: redact_urls(key),
+            problem: redact_urls(problem),
             fix: fix.to_string(),
         }
     }
+}
+
+/// `redact_url` applied to every word of `text` that holds "://"; words end
+/// at whitespace and at the quotes messages put around values.
+fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    // The sentinel at the end closes the last word.
+    for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | '`') {
+            let word = &text[start..i];
+            if word.contains("://") {
+                out.push_str(&super::redact_url(word));
+            } else {
+                out.push_str(word);
+            }
+            if i < text.len() {
+                out.push(c);
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    out
 }
 
 impl std::fmt::Display for ConfigError {
