@@ -445,6 +445,12 @@ def cloudwatch_dynamodb_replication_latency(lab: Lab) -> None:
     assert stamps == sorted(stamps, reverse=True), stamps  # newest first
     for qid in ("wrongregion", "wrongtable", "partialdims"):
         assert got[qid]["Values"] == [] and got[qid]["Timestamps"] == [], got[qid]
+    # Datapoints published after a read are seen by the next one (the series index is incremental).
+    for i in range(4, 6):
+        src.put_item(TableName="t-cw", Item={"pk": {"S": f"cw{i}"}, "seq": {"N": str(i)}})
+    wait_for(lambda: len(lab.truth(table="t-cw")) == 6, 3, "6 ground-truth lines")
+    again = get_metric_data(lab, SRC, [("n", "AWS/DynamoDB", dims, "SampleCount")])
+    assert sum(again["n"]["Values"]) == 6, again["n"]
     # Published in the source region only (the write's region).
     assert get_metric_data(lab, DST, [("avg", "AWS/DynamoDB", dims, "Average")])["avg"]["Values"] == []
     # The datapoints live in moto's CloudWatch: its own protocols see them too.
@@ -457,7 +463,7 @@ def cloudwatch_dynamodb_replication_latency(lab: Lab) -> None:
         StartTime=now - datetime.timedelta(minutes=10), EndTime=now + datetime.timedelta(minutes=1),
         Period=60, Statistics=["SampleCount"],
     )["Datapoints"]
-    assert sum(d["SampleCount"] for d in stats) == 4 and stats[0]["Unit"] == "Milliseconds", stats
+    assert sum(d["SampleCount"] for d in stats) == 6 and stats[0]["Unit"] == "Milliseconds", stats
 
 
 @test
@@ -553,6 +559,151 @@ def cloudwatch_rpc_errors(lab: Lab) -> None:
     refused(cbor2.dumps({"MetricDataQueries": [ok_query], **window, "NextToken": "bogus"}), "InvalidNextToken")
     status, _, answer = cw_rpc(lab, SRC, cbor2.dumps({"MetricDataQueries": [ok_query], **window}))
     assert status == 200 and answer["MetricDataResults"][0]["Values"] == [], answer
+
+
+# ---- HTTP/1.1 keep-alive on the AWS port (awsserver/http11.py) -------------------------------
+
+class RawConn:
+    """One TCP connection to the AWS port, HTTP/1.1 by hand: checks framing byte by byte."""
+
+    def __init__(self, lab: Lab):
+        import socket
+
+        host, port = lab.env["AWS_ENDPOINT_URL"].split("//", 1)[1].split(":")
+        self.port = int(port)
+        self.sock = socket.create_connection((host, self.port), timeout=5)
+        self.rfile = self.sock.makefile("rb")
+
+    def request(self, method: str, path: str, service: str = "s3", body: bytes = b"", headers: dict | None = None) -> bytes:
+        h = {
+            "Host": f"127.0.0.1:{self.port}",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential=lab/20261123/{SRC}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+            **(headers or {}),
+        }
+        if "Transfer-Encoding" not in h and "Content-Length" not in h and (body or method in ("PUT", "POST")):
+            h["Content-Length"] = str(len(body))
+        return f"{method} {path} HTTP/1.1\r\n".encode() + "".join(f"{k}: {v}\r\n" for k, v in h.items()).encode() + b"\r\n" + body
+
+    def send(self, *requests: bytes) -> None:
+        self.sock.sendall(b"".join(requests))  # several at once = pipelined
+
+    def answer(self, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        """Reads exactly one answer; its Content-Length must frame the body (no close-delimited
+        bodies, no chunked answers)."""
+        line = self.rfile.readline()
+        assert line.startswith(b"HTTP/1.1 "), f"no answer (connection closed?): {line!r}"
+        status, headers = int(line.split()[1]), {}
+        while (l := self.rfile.readline()) not in (b"\r\n", b""):
+            k, _, v = l.decode("latin-1").partition(":")
+            assert k.strip().lower() not in headers, f"header {k} twice"
+            headers[k.strip().lower()] = v.strip()
+        if status == 100:
+            return self.answer(method)
+        assert "transfer-encoding" not in headers, headers
+        if method == "HEAD" or status in (204, 304):
+            return status, headers, b""
+        assert "content-length" in headers, (status, headers)
+        body = self.rfile.read(int(headers["content-length"]))
+        assert len(body) == int(headers["content-length"]), (status, headers, body)
+        return status, headers, body
+
+    def closed(self) -> bool:
+        self.sock.settimeout(2)
+        return self.rfile.read(1) == b""
+
+
+@test
+def http_keep_alive_and_framing(lab: Lab) -> None:
+    c = RawConn(lab)
+    create = b"<CreateBucketConfiguration><LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>" % SRC.encode()
+    c.send(c.request("PUT", "/ka-bucket", body=create), c.request("PUT", "/ka-bucket/k", body=b"hello"))
+    for _ in range(2):
+        status, h, _ = c.answer()
+        assert status == 200 and h.get("connection") != "close", (status, h)
+    # HEAD: no body, the object's length; a missing key and a DELETE (204) keep the connection.
+    c.send(c.request("HEAD", "/ka-bucket/k"), c.request("HEAD", "/ka-bucket/missing"), c.request("DELETE", "/ka-bucket/gone"),
+           c.request("GET", "/ka-bucket/k"))
+    status, h, _ = c.answer("HEAD")
+    assert status == 200 and h["content-length"] == "5", (status, h)
+    assert c.answer("HEAD")[0] == 404
+    assert c.answer("DELETE")[0] == 204
+    assert c.answer()[2] == b"hello"
+    # Chunked upload with a trailer section, pipelined with the next request.
+    chunked = b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nx-amz-checksum-crc32: AAAAAA==\r\n\r\n"
+    c.send(c.request("PUT", "/ka-bucket/ch", body=chunked, headers={"Transfer-Encoding": "chunked"}), c.request("GET", "/ka-bucket/ch"))
+    assert c.answer()[0] == 200 and c.answer()[2] == b"abcdefg"
+    # Expect: 100-continue: one 100, then the answer.
+    c.send(c.request("PUT", "/ka-bucket/e", headers={"Expect": "100-continue", "Content-Length": "2"}))
+    assert c.rfile.readline().startswith(b"HTTP/1.1 100 "), "no 100 Continue"
+    assert c.rfile.readline() == b"\r\n"
+    c.send(b"ok", c.request("GET", "/ka-bucket/e"))
+    assert c.answer()[0] == 200 and c.answer()[2] == b"ok"
+    # Errors of every origin are framed and keep the connection: moto's, the gateway's
+    # injected faults (DynamoDB JSON, S3 XML, HEAD without body), the CBOR CloudWatch replies.
+    lab.fault("dynamodb", "error", "throttle", "1", "GetItem", "--table", "ka-table")
+    lab.fault("s3", "error", "500", "1", "HeadObject", "--bucket", "ka-bucket")
+    ddb = {"X-Amz-Target": "DynamoDB_20120810.GetItem", "Content-Type": "application/x-amz-json-1.0"}
+    cbor_h = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}
+    c.send(
+        c.request("POST", "/", "dynamodb", b'{"TableName":"ka-table","Key":{"pk":{"S":"x"}}}', ddb),
+        c.request("POST", "/", "dynamodb", b'{"TableName":"ka-missing","Key":{"pk":{"S":"x"}}}', ddb),
+        c.request("HEAD", "/ka-bucket/k"),
+        c.request("GET", "/ka-bucket/k"),
+        c.request("POST", CW_PATH + "GetMetricData", "monitoring", b"\xff not cbor", cbor_h),
+        c.request("GET", "/ka-bucket/k"),
+    )
+    status, _, body = c.answer()
+    assert status == 400 and b"ProvisionedThroughputExceededException" in body, (status, body)
+    status, _, body = c.answer()
+    assert status == 400 and b"ResourceNotFoundException" in body, (status, body)
+    assert c.answer("HEAD")[0] == 500
+    assert c.answer()[2] == b"hello"
+    status, h, body = c.answer()
+    assert status == 400 and h["content-type"] == "application/cbor" and body, (status, h)
+    assert c.answer()[2] == b"hello"
+    lab.fault("dynamodb", "reset", "--table", "ka-table")
+    lab.fault("s3", "reset", "--bucket", "ka-bucket")
+    # Idle connections and a request held by a latency fault do not hold up anyone else.
+    idle = [RawConn(lab) for _ in range(10)]
+    stalled = RawConn(lab)
+    stalled.send(b"PUT /ka-bucket/half HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")  # stops mid-body
+    lab.fault("s3", "error", "latency", "1s", "GetObject", "--bucket", "ka-bucket")
+    hung = RawConn(lab)
+    t0 = time.monotonic()
+    hung.send(hung.request("GET", "/ka-bucket/k"))
+    time.sleep(0.1)
+    c.send(c.request("HEAD", "/ka-bucket/k"))
+    assert c.answer("HEAD")[0] == 200 and time.monotonic() - t0 < 0.6, "a hung request held up another connection"
+    assert hung.answer()[2] == b"hello" and time.monotonic() - t0 >= 1.0
+    lab.fault("s3", "reset", "--bucket", "ka-bucket")
+    # Bad framing closes (after an answer); `Connection: close` is honoured.
+    bad = RawConn(lab)
+    bad.send(b"PUT /ka-bucket/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    status, h, _ = bad.answer()
+    assert status == 400 and h.get("connection") == "close" and bad.closed()
+    c.send(c.request("GET", "/ka-bucket/k", headers={"Connection": "close"}))
+    status, h, _ = c.answer()
+    assert status == 200 and h.get("connection") == "close" and c.closed()
+    for conn in (*idle, stalled, hung, bad, c):
+        conn.sock.close()
+    # boto3 (urllib3) reuses one connection per client: no new connection per request.
+    import urllib3.connection
+
+    opened = []
+    orig = urllib3.connection.HTTPConnection.connect
+
+    def counting_connect(conn):
+        opened.append(1)
+        return orig(conn)
+
+    urllib3.connection.HTTPConnection.connect = counting_connect
+    try:
+        s3 = lab.client("s3", SRC)
+        for _ in range(20):
+            s3.head_object(Bucket="ka-bucket", Key="k")
+    finally:
+        urllib3.connection.HTTPConnection.connect = orig
+    assert len(opened) == 1, f"{len(opened)} connections for 20 requests"
 
 
 # ---- process faults (last: a restart loses data items) ---------------------------------------

@@ -2,8 +2,9 @@
 
 Why it exists: wires moto's own WSGI app (in-process, unmodified) behind our gateway, replays
 the control-plane journal so a restart finds its tables and buckets again, then serves the AWS
-API on --port and the control API on --control-port. The control API starts last, so "control
-answers /healthz" means "everything is ready" (that is what `lab up` waits for).
+API on --port (HTTP/1.1 keep-alive: http11.py) and the control API on --control-port. The
+control API starts last, so "control answers /healthz" means "everything is ready" (that is
+what `lab up` waits for).
 
     python -m awsserver.server --dir DIR --port P --control-port C
 Files in DIR: ground-truth.jsonl (LAB_GROUND_TRUTH), aws-journal.jsonl, aws-faults.json; logs go
@@ -21,11 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 import werkzeug.serving
 from werkzeug.serving import make_server
 
@@ -35,9 +32,11 @@ from .dynamodb_global import DynamoDBGlobalTables
 from .faults import FaultState
 from .gateway import Gateway
 from .ground_truth import GroundTruth
+from .http11 import KeepAliveRequestHandler
 from .journal import Journal
 from .replication import Replicator
 from .s3_replication import S3Replication
+from . import speedups
 
 log = logging.getLogger("server")
 
@@ -71,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     werkzeug.serving._log_add_style = False  # type: ignore[attr-defined]
     started = time.monotonic()
     args.dir.mkdir(parents=True, exist_ok=True)
+    speedups.apply()  # moto's per-request work that gives the same answer every time, cached
 
     faults = FaultState(args.dir / "aws-faults.json")
     ground_truth = GroundTruth(args.ground_truth or args.dir / "ground-truth.jsonl")
@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
             "cloudwatch_published": cloudwatch.status(),
         }
 
-    aws = make_server(args.host, args.port, gateway, threaded=True, request_handler=MotoRequestHandler)
+    # HTTP/1.1 keep-alive (werkzeug's own handler closes every connection): http11.py.
+    aws = make_server(args.host, args.port, gateway, threaded=True, request_handler=KeepAliveRequestHandler)
     control = make_control_server(args.host, args.control_port, faults, status)
     serve_in_thread(control)
 
