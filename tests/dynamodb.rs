@@ -227,12 +227,14 @@ fn aws_reported_lag_comes_from_cloudwatch_beside_ours() {
     };
     assert_eq!(with("replica_region").as_deref(), Some(DST));
     assert_eq!(with("source_region").as_deref(), Some(SRC));
+    // The batched call serves every target: counted once, with an empty
+    // target; the target's billable share is counted apart.
     assert!(
         agent
             .value(
                 "rpo_api_requests_total",
                 &[
-                    ("target", t),
+                    ("target", ""),
                     ("service", "cloudwatch"),
                     ("op", "GetMetricData")
                 ],
@@ -240,6 +242,13 @@ fn aws_reported_lag_comes_from_cloudwatch_beside_ours() {
             .unwrap_or(0.0)
             >= 1.0,
         "GetMetricData is counted"
+    );
+    assert!(
+        agent
+            .value("rpo_cloudwatch_metrics_requested_total", &[("target", t)])
+            .unwrap_or(0.0)
+            >= 1.0,
+        "the target's metrics requested from CloudWatch are counted"
     );
 }
 

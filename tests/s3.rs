@@ -241,19 +241,35 @@ fn measured_lag_matches_the_ground_truth_for_1s_and_30s_delays() {
             "{t}: AWS-reported lag {aws:?}, injected {delay} s"
         );
     }
+    // One GetMetricData serves every target of the source region: it is
+    // counted once with an empty target, and what each target asked for
+    // (the billable unit) in rpo_cloudwatch_metrics_requested_total.
+    let calls = agent
+        .value(
+            "rpo_api_requests_total",
+            &[
+                ("target", ""),
+                ("service", "cloudwatch"),
+                ("op", "GetMetricData"),
+            ],
+        )
+        .unwrap_or(0.0);
+    let mut requested = 0.0;
+    for (t, _, _) in &cases {
+        let r = agent
+            .value("rpo_cloudwatch_metrics_requested_total", &[("target", *t)])
+            .unwrap_or(0.0);
+        assert!(
+            r >= 1.0,
+            "{t}: metrics requested from CloudWatch are counted ({r})"
+        );
+        requested += r;
+    }
+    assert!(calls >= 1.0, "GetMetricData is counted ({calls})");
     assert!(
-        agent
-            .value(
-                "rpo_api_requests_total",
-                &[
-                    ("target", "acc1s"),
-                    ("service", "cloudwatch"),
-                    ("op", "GetMetricData")
-                ],
-            )
-            .unwrap_or(0.0)
-            >= 1.0,
-        "GetMetricData is counted"
+        calls < requested,
+        "{} targets share GetMetricData calls: {calls} calls for {requested} metrics",
+        cases.len()
     );
 }
 

@@ -98,7 +98,10 @@ pub async fn fetch(
     // Ids are `q<index>`; a result with another id answers nothing.
     let mut values = vec![None; queries.len()];
     for r in out.metric_data_results() {
-        let Some(i) = r.id().and_then(|id| id.strip_prefix('q')?.parse::<usize>().ok()) else {
+        let Some(i) = r
+            .id()
+            .and_then(|id| id.strip_prefix('q')?.parse::<usize>().ok())
+        else {
             continue;
         };
         if let Some(q) = queries.get(i) {

@@ -25,6 +25,12 @@ use tokio::sync::OnceCell;
 
 use super::attempts::CountAttempts;
 
+/// Idle keep-alive connections kept per host (one host per service and
+/// region on AWS). Each costs tens of KiB of buffers; hyper's default keeps
+/// every connection a burst ever opened (up to its 90 s idle timeout), so
+/// memory grew with the number of targets that happened to call at once.
+const POOL_IDLE_PER_HOST: usize = 16;
+
 /// (region, endpoint_url): what tells two SDK configurations apart.
 type Key = (String, Option<String>);
 
@@ -51,17 +57,19 @@ struct Inner {
 /// connector (and pool) per distinct timeout setting inside it, so every
 /// service and region shares it.
 fn https_client() -> SharedHttpClient {
-    Builder::new().build_with_connector_fn(|settings, components| {
-        let mut b = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ));
-        b.set_connector_settings(settings.cloned());
-        if let Some(c) = components {
-            b.set_sleep_impl(c.sleep_impl());
-        }
-        b.set_proxy_config(Some(ProxyConfig::from_env()));
-        b.build()
-    })
+    Builder::new()
+        .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+        .build_with_connector_fn(|settings, components| {
+            let mut b = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ));
+            b.set_connector_settings(settings.cloned());
+            if let Some(c) = components {
+                b.set_sleep_impl(c.sleep_impl());
+            }
+            b.set_proxy_config(Some(ProxyConfig::from_env()));
+            b.build()
+        })
 }
 
 /// Looks `key` up in `map`, or builds and remembers it. The lock is never
@@ -129,7 +137,11 @@ impl AwsPlumbing {
         cached(&self.inner.configs, key, || b.build())
     }
 
-    pub async fn dynamodb(&self, region: &str, endpoint_url: Option<&str>) -> aws_sdk_dynamodb::Client {
+    pub async fn dynamodb(
+        &self,
+        region: &str,
+        endpoint_url: Option<&str>,
+    ) -> aws_sdk_dynamodb::Client {
         let sdk = self.sdk_config(region, endpoint_url).await;
         cached(&self.inner.dynamodb, key(region, endpoint_url), || {
             aws_sdk_dynamodb::Client::new(&sdk)
@@ -152,7 +164,11 @@ impl AwsPlumbing {
         })
     }
 
-    pub async fn cloudwatch(&self, region: &str, endpoint_url: Option<&str>) -> aws_sdk_cloudwatch::Client {
+    pub async fn cloudwatch(
+        &self,
+        region: &str,
+        endpoint_url: Option<&str>,
+    ) -> aws_sdk_cloudwatch::Client {
         let sdk = self.sdk_config(region, endpoint_url).await;
         cached(&self.inner.cloudwatch, key(region, endpoint_url), || {
             aws_sdk_cloudwatch::Client::new(&sdk)
@@ -165,9 +181,11 @@ impl AwsPlumbing {
         endpoint_url: Option<&str>,
     ) -> aws_sdk_secretsmanager::Client {
         let sdk = self.sdk_config(region, endpoint_url).await;
-        cached(&self.inner.secretsmanager, key(region, endpoint_url), || {
-            aws_sdk_secretsmanager::Client::new(&sdk)
-        })
+        cached(
+            &self.inner.secretsmanager,
+            key(region, endpoint_url),
+            || aws_sdk_secretsmanager::Client::new(&sdk),
+        )
     }
 
     /// The request counter that a target's calls to `service` in `region`

@@ -396,11 +396,20 @@ fn target(
         only(t.ca_bundle.is_some(), "ca_bundle", "postgres and mysql")?;
     } else {
         // Aurora's own figures come from the database, not CloudWatch.
-        only(t.aws_reported_every.is_some(), "aws_reported_every", "dynamodb and s3")?;
+        only(
+            t.aws_reported_every.is_some(),
+            "aws_reported_every",
+            "dynamodb and s3",
+        )?;
     }
     let aws_reported_every = match sql {
         true => None,
-        false => reported_every(cx, &t.aws_reported_every, &key("aws_reported_every"), d.aws_reported_every)?,
+        false => reported_every(
+            cx,
+            &t.aws_reported_every,
+            &key("aws_reported_every"),
+            d.aws_reported_every,
+        )?,
     };
     let auth = match &t.auth {
         None => Auth::Url,

@@ -758,7 +758,13 @@ pub async fn routes(t: &TargetConfig, agent_id: &str, aws: &AwsPlumbing) -> Vec<
         t.delete_seen,
         t.max_pending,
     );
-    let route = Route::new(t, &t.source, &t.replicas, format!("{key}<seq>"), Arc::new(probe));
+    let route = Route::new(
+        t,
+        &t.source,
+        &t.replicas,
+        format!("{key}<seq>"),
+        Arc::new(probe),
+    );
     vec![route.with_aws_reported(t, aws, &t.source).await]
 }
 

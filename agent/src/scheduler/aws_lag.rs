@@ -38,7 +38,12 @@ struct Asked<'a> {
 /// A route that tells them later (its `prepare` took longer) is read on its
 /// own sooner, once, so its figure does not wait a whole period; a route
 /// that never prepares costs no call.
-pub async fn run(runs: Vec<Arc<RouteRun>>, cw: AwsReported, metrics: Metrics, mut shutdown: Shutdown) {
+pub async fn run(
+    runs: Vec<Arc<RouteRun>>,
+    cw: AwsReported,
+    metrics: Metrics,
+    mut shutdown: Shutdown,
+) {
     let mut read_once = vec![false; runs.len()];
     let mut next_full = Instant::now() + FIRST_READ;
     loop {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpo_exporter::{Metrics, StatusBoard};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -38,14 +38,24 @@ pub struct RouteRun {
     pub board: StatusBoard,
 }
 
+/// Routes that run `prepare` at the same time, at most.
+const SETUP_CONCURRENCY: usize = 16;
+
 /// Counts routes that have not prepared yet; the agent is ready at zero.
+/// Also hands out the permits that bound concurrent set-up calls.
 #[derive(Clone)]
 pub struct Readiness {
     unprepared: Arc<AtomicUsize>,
     board: StatusBoard,
+    setup: Arc<Semaphore>,
 }
 
 impl Readiness {
+    /// Waits for a turn to run set-up calls (held while they run).
+    pub async fn setup_permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.setup.acquire().await.ok()
+    }
+
     pub fn route_prepared(&self) {
         if self.unprepared.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.board.set_ready(true);
@@ -65,6 +75,7 @@ pub async fn run(
     let readiness = Readiness {
         unprepared: Arc::new(AtomicUsize::new(routes.len())),
         board: board.clone(),
+        setup: Arc::new(Semaphore::new(SETUP_CONCURRENCY)),
     };
     if routes.is_empty() {
         board.set_ready(true);
@@ -129,8 +140,13 @@ pub async fn run(
 fn aws_lag_groups(runs: &[Arc<RouteRun>]) -> Vec<(AwsReported, Vec<Arc<RouteRun>>)> {
     let mut groups: Vec<(AwsReported, Vec<Arc<RouteRun>>)> = Vec::new();
     for run in runs {
-        let Some(cw) = &run.route.aws_reported else { continue };
-        match groups.iter_mut().find(|(g, _)| g.batch_key() == cw.batch_key()) {
+        let Some(cw) = &run.route.aws_reported else {
+            continue;
+        };
+        match groups
+            .iter_mut()
+            .find(|(g, _)| g.batch_key() == cw.batch_key())
+        {
             Some((_, members)) => members.push(run.clone()),
             None => groups.push((cw.clone(), vec![run.clone()])),
         }

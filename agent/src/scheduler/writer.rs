@@ -20,13 +20,24 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(f)
 }
 
+/// The first tick of a route comes at a random phase within this (or its
+/// interval, if shorter), so 1000 routes started together do not write, read
+/// and hold connections in one burst every interval.
+const MAX_START_PHASE: Duration = Duration::from_secs(5);
+
+fn start_phase(interval: Duration) -> Duration {
+    interval
+        .min(MAX_START_PHASE)
+        .mul_f64(rand::rng().random_range(0.0..1.0))
+}
+
 pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readiness) {
     let route = &run.route;
     let mut seqs = SeqSource::default();
     let mut prepared = false;
     // Readiness counts a route once, however often it re-prepares.
     let mut announced = false;
-    let mut next = Instant::now();
+    let mut next = Instant::now() + start_phase(route.interval);
     loop {
         tokio::select! {
             _ = sleep_until(next) => {}
@@ -40,8 +51,14 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
         if !prepared {
             // Set-up calls against an unreachable store can take a whole
             // timeout; shutdown abandons them (they write nothing).
+            // At most `SETUP_CONCURRENCY` routes prepare at once: set-up
+            // calls (DescribeTable…) have low API rate limits, and a burst
+            // of them would open a connection each.
             let result = tokio::select! {
-                r = route.probe.prepare() => r,
+                r = async {
+                    let _permit = readiness.setup_permit().await;
+                    route.probe.prepare().await
+                } => r,
                 _ = shutdown.recv() => break,
             };
             match result {

@@ -11,8 +11,8 @@ use sqlx::ConnectOptions;
 
 use super::errors::{from_sqlx, timeout};
 use super::{iam, Engine};
-use crate::config::Auth;
 use crate::aws::AwsPlumbing;
+use crate::config::Auth;
 use crate::error::ProbeError;
 
 /// Longest wait for a connection from the pool (this includes connecting,
@@ -357,7 +357,10 @@ impl Credentials {
             },
             Auth::SecretArn(arn) => self.secret(arn, what).await.map(Some),
             Auth::Iam => {
-                let sdk = self.aws.sdk_config(region, self.endpoint_url.as_deref()).await;
+                let sdk = self
+                    .aws
+                    .sdk_config(region, self.endpoint_url.as_deref())
+                    .await;
                 let provider = sdk.credentials_provider().ok_or_else(|| {
                     ProbeError::config(
                         "connect",

@@ -117,7 +117,13 @@ pub struct SqlProbe {
 pub fn routes(t: &TargetConfig, agent_id: &str, aws: &AwsPlumbing) -> Vec<Route> {
     let key = canary_key(agent_id, &t.name);
     let probe = SqlProbe::new(t, agent_id, aws);
-    vec![Route::new(t, &t.source, &t.replicas, key, std::sync::Arc::new(probe))]
+    vec![Route::new(
+        t,
+        &t.source,
+        &t.replicas,
+        key,
+        std::sync::Arc::new(probe),
+    )]
 }
 
 /// Where canaries go, for logs.
