@@ -187,6 +187,20 @@ impl LagModel {
         self.recent.push_back((mid, precise));
     }
 
+    /// For the memory-bound tests: lengths of `recent` and of its undo
+    /// snapshot, and the larger capacity of the two. The model keeps no
+    /// other collection: `recent` is capped at `HISTORY` and the undo is one
+    /// level deep, so both stay at `HISTORY` or below.
+    #[cfg(test)]
+    pub(crate) fn retained_for_bound(&self) -> (usize, usize, usize) {
+        let undo = self.undo.as_ref().map(|(u, _)| u);
+        (
+            self.recent.len(),
+            undo.map_or(0, |u| u.len()),
+            self.recent.capacity().max(undo.map_or(0, |u| u.capacity())),
+        )
+    }
+
     fn delays(&self) -> impl Iterator<Item = Duration> + '_ {
         self.recent.iter().map(|(d, _)| *d)
     }
@@ -619,6 +633,397 @@ mod tests {
         let mut m = LagModel::default();
         feed(&mut m, &[300, 580, 420, 310, 550], ms(5));
         assert!(m.hi().unwrap() >= ms(540), "{:?}", m.recent);
+    }
+
+    /// What became of one canary in a long run: each gets one fate.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Fate {
+        Awaited,
+        Observed,
+        Lost,
+        Evicted,
+        Failed,
+    }
+
+    /// Counts of a long simulated run of one pair, and the most that the
+    /// tracker and the model held at any moment (for the memory bounds).
+    #[derive(Debug, Default)]
+    struct Run {
+        written: u64,
+        reads: u64,
+        observed: u64,
+        lost: u64,
+        late: u64,
+        evicted: u64,
+        fates: Fates,
+        /// Most canaries awaited at once.
+        max_awaited: usize,
+        /// Most canaries the tracker kept (awaited and lost) at once, and
+        /// the largest capacity it held.
+        max_kept: usize,
+        max_kept_capacity: usize,
+        /// Longest `recent` or undo snapshot, and the largest capacity.
+        max_history: usize,
+        max_history_capacity: usize,
+    }
+
+    /// Each canary's fate, by seq − 1 (not printed: there are 10^5).
+    #[derive(Default)]
+    struct Fates(Vec<Option<Fate>>);
+
+    impl std::fmt::Debug for Fates {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let awaited = self.0.iter().filter(|x| **x == Some(Fate::Awaited)).count();
+            write!(f, "{} canaries, {awaited} awaited", self.0.len())
+        }
+    }
+
+    impl Run {
+        fn settle(&mut self, seq: u64, fate: Fate) {
+            let f = &mut self.fates.0[seq as usize - 1];
+            assert_eq!(
+                *f,
+                Some(Fate::Awaited),
+                "canary {seq} settled twice: {fate:?}"
+            );
+            *f = Some(fate);
+        }
+
+        fn tally(&mut self, model: &mut LagModel, events: Vec<Event>) {
+            for e in events {
+                match e {
+                    Event::Observed {
+                        seq,
+                        acked,
+                        lag,
+                        uncertainty,
+                        ..
+                    } => {
+                        self.settle(seq, Fate::Observed);
+                        self.observed += 1;
+                        model.record(sample(seq, acked, lag, uncertainty));
+                    }
+                    Event::Lost { seq, .. } => {
+                        self.settle(seq, Fate::Lost);
+                        self.lost += 1;
+                    }
+                    Event::LateArrival { seq, .. } => {
+                        assert_eq!(self.fates.0[seq as usize - 1], Some(Fate::Lost));
+                        self.late += 1;
+                    }
+                    Event::Evicted { seq } => {
+                        self.settle(seq, Fate::Evicted);
+                        self.evicted += 1;
+                    }
+                    Event::Failed { seq } => self.settle(seq, Fate::Failed),
+                }
+            }
+        }
+
+        /// (kept, kept capacity, history, history capacity) now.
+        fn sizes(tracker: &Tracker, model: &LagModel) -> (usize, usize, usize, usize) {
+            let (kept, kept_cap) = tracker.retained_for_bound();
+            let (recent, undo, hist_cap) = model.retained_for_bound();
+            (kept, kept_cap, recent.max(undo), hist_cap)
+        }
+    }
+
+    /// How the reader of a long run decides when to read.
+    #[derive(Clone, Copy)]
+    enum Reads {
+        /// The reads the planner aims at, without its search (which costs
+        /// too much for 10^5 canaries in a unit test; the planner keeps no
+        /// state): one 10 ms before the canary's arrival (a miss), given by
+        /// its lag by seq, and one just after it (the hit).
+        Bracket(fn(u64) -> Duration),
+        /// Once per interval, half an interval after each write, every
+        /// awaited canary: the fewest reads a reader makes (its steps are
+        /// capped at one interval). What the tracker keeps depends on
+        /// writes, sightings and `expire`, not on how often a miss is read.
+        EveryInterval,
+    }
+
+    /// Drives one pair as the scheduler does: canary `k` (from 1) is written
+    /// and acknowledged at `t0 + (k − 1) × interval` until `canaries` are
+    /// written; the replica is read as `reads` says, `replica(at, due)`
+    /// answering (`None`: the read failed, and the reader backs off from
+    /// 250 ms, doubling up to the interval); each read takes 2 ms; `expire`
+    /// runs after every write and read, as the refresher would. It ends when
+    /// every canary is written and none is awaited. `check` sees the pair
+    /// after every step.
+    #[allow(clippy::too_many_arguments)]
+    fn drive(
+        tracker: &mut Tracker,
+        model: &mut LagModel,
+        t0: Instant,
+        interval: Duration,
+        canaries: u64,
+        reads: Reads,
+        mut replica: impl FnMut(Instant, &[u64]) -> Option<Observation>,
+        mut check: impl FnMut(Instant, &Run, &Tracker, &LagModel),
+    ) -> Run {
+        let mut run = Run {
+            fates: Fates(vec![None; canaries as usize]),
+            ..Run::default()
+        };
+        let (mut now, mut free, mut backoff) = (t0, t0, ms(250));
+        let mut tick = t0 + interval / 2;
+        loop {
+            let next_write = (run.written < canaries).then(|| t0 + interval * run.written as u32);
+            // When each awaited canary is next due.
+            let plans: Vec<(u64, Instant)> = tracker
+                .awaited()
+                .map(|p| {
+                    let at = match reads {
+                        Reads::EveryInterval => tick,
+                        Reads::Bracket(lag) => {
+                            let arrival = p.acked + lag(p.seq);
+                            match p.last_miss {
+                                None => arrival.checked_sub(ms(10)).unwrap_or(arrival),
+                                Some(_) => arrival + ms(1),
+                            }
+                        }
+                    };
+                    (p.seq, at)
+                })
+                .collect();
+            let next_read = plans.iter().map(|(_, at)| *at).min();
+            let next_read = next_read.map(|r| r.max(free).max(now));
+            let write = next_write.filter(|w| next_read.is_none_or(|r| *w <= r));
+            match (write, next_read) {
+                (None, None) => break,
+                (Some(w), _) => {
+                    now = w;
+                    run.written += 1;
+                    run.fates.0[run.written as usize - 1] = Some(Fate::Awaited);
+                    let events = tracker.written(run.written, w, w);
+                    run.tally(model, events);
+                }
+                (None, Some(r)) => {
+                    now = r;
+                    let due: Vec<u64> = plans
+                        .iter()
+                        .filter(|(_, at)| *at <= r)
+                        .map(|(seq, _)| *seq)
+                        .collect();
+                    run.reads += 1;
+                    while tick <= r {
+                        tick += interval;
+                    }
+                    match replica(r, &due) {
+                        Some(obs) => {
+                            backoff = ms(250);
+                            free = r + ms(2);
+                            let span = ReadSpan {
+                                sent: r,
+                                received: r + ms(2),
+                            };
+                            let events = tracker.observe(span, &obs);
+                            run.tally(model, events);
+                        }
+                        None => {
+                            free = r + ms(2) + backoff;
+                            backoff = (backoff * 2).min(interval);
+                        }
+                    }
+                }
+            }
+            let events = tracker.expire(now);
+            run.tally(model, events);
+            let (kept, kept_cap, hist, hist_cap) = Run::sizes(tracker, model);
+            run.max_awaited = run.max_awaited.max(tracker.pending_count());
+            run.max_kept = run.max_kept.max(kept);
+            run.max_kept_capacity = run.max_kept_capacity.max(kept_cap);
+            run.max_history = run.max_history.max(hist);
+            run.max_history_capacity = run.max_history_capacity.max(hist_cap);
+            check(now, &run, tracker, model);
+        }
+        run
+    }
+
+    /// A replica of an ordered store (`UpTo`) showing canary `k` from
+    /// `arrival(k)` on; arrivals must not decrease with `k`.
+    fn ordered_replica(
+        t0: Instant,
+        interval: Duration,
+        arrival: impl Fn(u64, Instant) -> Instant,
+    ) -> impl FnMut(Instant, &[u64]) -> Option<Observation> {
+        let mut shown = 0u64;
+        move |at, _| {
+            while arrival(shown + 1, t0 + interval * shown as u32) <= at {
+                shown += 1;
+            }
+            Some(Observation::UpTo((shown > 0).then_some(shown)))
+        }
+    }
+
+    #[test]
+    fn memory_stays_bounded_over_a_hundred_thousand_healthy_canaries() {
+        // 300–400 ms of lag at a 1 s interval, an ordered store (DynamoDB,
+        // SQL): every canary teaches a narrow window, and the history turns
+        // over all along.
+        let (t0, interval) = (Instant::now(), ms(1000));
+        let mut tracker = Tracker::new(ms(600_000), 1000);
+        let mut model = LagModel::default();
+        fn lag(k: u64) -> Duration {
+            ms(300 + k * 37 % 101)
+        }
+        let replica = ordered_replica(t0, interval, |k, acked| acked + lag(k));
+        let mut after_1000 = None;
+        let run = drive(
+            &mut tracker,
+            &mut model,
+            t0,
+            interval,
+            100_000,
+            Reads::Bracket(lag),
+            replica,
+            |_, run, tracker, model| {
+                // Fail at once: an unbounded history would also make the run
+                // quadratic (the undo snapshot copies it).
+                assert!(run.max_kept <= 2 && run.max_history <= HISTORY, "{run:?}");
+                if run.observed == 1000 && after_1000.is_none() {
+                    after_1000 = Some(Run::sizes(tracker, model));
+                }
+            },
+        );
+        assert_eq!((run.written, run.observed), (100_000, 100_000), "{run:?}");
+        assert_eq!((run.lost, run.evicted), (0, 0));
+        let end = Run::sizes(&tracker, &model);
+        assert_eq!(
+            Some(end),
+            after_1000,
+            "sizes after 1000 canaries and at the end"
+        );
+        assert_eq!(end.0, 0, "nothing kept once all were seen");
+        assert!(run.max_awaited <= 2, "{run:?}");
+        assert!(run.max_kept <= 2 && run.max_kept_capacity <= 4, "{run:?}");
+        assert!(
+            run.max_history <= HISTORY && run.max_history_capacity <= 2 * HISTORY,
+            "{run:?}"
+        );
+    }
+
+    /// 100 healthy canaries (300 ms), then `stall` in which every canary is
+    /// held until it ends, then 100 healthy ones again; a 1 s interval.
+    fn stall_then_resume(timeout: Duration, max_pending: usize, stall: Duration) -> Run {
+        let (t0, interval) = (Instant::now(), ms(1000));
+        let from = t0 + ms(100_000);
+        let release = from + stall + ms(500);
+        let canaries = 200 + stall.as_secs();
+        let lost_first = interval * max_pending as u32 > timeout;
+        let mut tracker = Tracker::new(timeout, max_pending);
+        let mut model = LagModel::default();
+        let replica = ordered_replica(t0, interval, |_, acked| {
+            let arrival = acked + ms(300);
+            if acked >= from && acked < release {
+                arrival.max(release)
+            } else {
+                arrival
+            }
+        });
+        let run = drive(
+            &mut tracker,
+            &mut model,
+            t0,
+            interval,
+            canaries,
+            Reads::EveryInterval,
+            replica,
+            |now, run, tracker, _| {
+                // Fail at once (an unbounded list would also make the run
+                // quadratic): awaited within `max_pending`, lost within it too.
+                assert!(run.max_awaited <= max_pending, "{run:?}");
+                assert!(run.max_kept <= 2 * max_pending, "{run:?}");
+                // RPO keeps rising through the stall: the oldest canary
+                // held back is never forgotten. (Only while canaries are
+                // lost before `max_pending` is reached: eviction drops the
+                // oldest awaited one, so RPO stops at `max_pending`
+                // intervals.)
+                if lost_first && now > from + timeout && now < release {
+                    assert_eq!(tracker.rpo(now), Some(now - from), "{run:?}");
+                }
+            },
+        );
+        assert_eq!(run.written, canaries);
+        assert!(
+            run.fates.0.iter().all(|f| *f != Some(Fate::Awaited)),
+            "every canary settled once"
+        );
+        assert_eq!(run.observed + run.lost + run.evicted, canaries, "{run:?}");
+        let (kept, ..) = tracker.retained_for_bound();
+        assert_eq!(kept, 0, "nothing kept after the resume");
+        // Back to the lag (read half an interval after each write).
+        assert_eq!(tracker.rpo(t0 + interval * canaries as u32), Some(ms(501)));
+        assert!(run.max_history <= HISTORY, "{run:?}");
+        run
+    }
+
+    #[test]
+    fn memory_stays_bounded_through_a_stall_of_hours() {
+        let stall = ms(3 * 3600 * 1000);
+        // Canaries written while the replica is stalled (the stall ends
+        // half a second after its last second).
+        let held = stall.as_secs() + 1;
+        // The default shape (10 min, 1000): the timeout (here 60 s) passes
+        // before `max_pending` (100) canaries are awaited, so 3 h of
+        // canaries are lost, none evicted, and at most 100 lost ones kept.
+        let run = stall_then_resume(ms(60_000), 100, stall);
+        assert_eq!(run.evicted, 0, "{run:?}");
+        // All but the last 61 (not older than the timeout at the resume).
+        assert_eq!(run.lost, held - 61, "{run:?}");
+        assert_eq!(run.max_kept, 61 + 100, "{run:?}");
+        assert!(run.late > 0 && run.late <= 100, "{run:?}");
+        // A `max_pending` reached first: canaries are evicted instead, and
+        // none lives to be lost.
+        let run = stall_then_resume(ms(600_000), 50, stall);
+        assert_eq!(run.lost, 0, "{run:?}");
+        assert_eq!(run.evicted, held - 50, "{run:?}");
+        assert_eq!(run.max_awaited, 50, "{run:?}");
+    }
+
+    #[test]
+    fn memory_stays_bounded_when_the_replica_never_answers() {
+        // 10^5 intervals of reads that fail (every third) or miss, for an
+        // ordered store and a per-object one.
+        let (t0, interval) = (Instant::now(), ms(1000));
+        for per_object in [false, true] {
+            let mut tracker = Tracker::new(ms(3000), 8);
+            let mut model = LagModel::default();
+            let mut n = 0u32;
+            let replica = |_, due: &[u64]| {
+                // Every third read fails.
+                n = if n == 2 { 0 } else { n + 1 };
+                (n != 0).then(|| {
+                    if per_object {
+                        Observation::Each(due.iter().map(|s| (*s, Sighting::Missing)).collect())
+                    } else {
+                        Observation::UpTo(None)
+                    }
+                })
+            };
+            let run = drive(
+                &mut tracker,
+                &mut model,
+                t0,
+                interval,
+                100_000,
+                Reads::EveryInterval,
+                replica,
+                |_, run, _, _| assert!(run.max_kept <= 4 + 8, "{run:?}"),
+            );
+            assert_eq!(
+                (run.written, run.lost, run.observed),
+                (100_000, 100_000, 0),
+                "{run:?}"
+            );
+            assert_eq!(run.max_awaited, 4, "{run:?}");
+            assert!(run.max_kept_capacity <= 32, "{run:?}");
+            assert_eq!((run.max_history, run.max_history_capacity), (0, 0));
+            // The oldest lost canary still counts: RPO is its age.
+            let end = t0 + interval * 100_000;
+            assert_eq!(tracker.rpo(end), Some(end - t0));
+        }
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! * upper bound = now − send time of the newest canary seen;
 //! * a canary unseen after `timeout` is lost; it keeps counting towards "oldest
 //!   pending" until a newer canary is seen.
+//!
+//! Memory per pair is bounded whatever the replica does: at most `max_pending`
+//! canaries awaited (`written` evicts the oldest) and `max_pending` lost ones
+//! (`thin_lost`); `observe`, `expire` and `written` return their events and
+//! keep none.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -112,6 +117,9 @@ pub struct Tracker {
     newest: Option<Newest>,
     timeout: Duration,
     max_pending: usize,
+    /// Least ack-time gap between two lost canaries kept (see `thin_lost`);
+    /// zero keeps them all.
+    lost_spacing: Duration,
 }
 
 impl Tracker {
@@ -121,6 +129,7 @@ impl Tracker {
             newest: None,
             timeout,
             max_pending: max_pending.max(1),
+            lost_spacing: Duration::ZERO,
         }
     }
 
@@ -204,6 +213,10 @@ impl Tracker {
         // Lost canaries stop counting once a newer one has been seen.
         if let Some(m) = seen_max {
             keep.retain(|p| !(p.lost && p.seq < m));
+            if !keep.iter().any(|p| p.lost) {
+                // The next stall thins its lost canaries from scratch.
+                self.lost_spacing = Duration::ZERO;
+            }
         }
         self.pending = keep;
         events
@@ -219,7 +232,42 @@ impl Tracker {
                 events.push(Event::Lost { seq: p.seq, age });
             }
         }
+        if !events.is_empty() {
+            self.thin_lost();
+        }
         events
+    }
+
+    /// Bounds the lost canaries kept to `max_pending`. `max_pending` bounds
+    /// only the awaited ones, and a lost one leaves only when it or a newer
+    /// canary is seen: through a stall that outlasts the timeout, or with a
+    /// replica that never answers, one more would be kept every interval,
+    /// forever. So the lost ones kept are thinned to at least
+    /// `lost_spacing` apart (by ack), the oldest always kept (`rpo` reports
+    /// it): RPO keeps rising through the stall, and each canary is still
+    /// counted lost exactly once. Past `max_pending` the spacing doubles, so
+    /// it stays under about 2 × stall / `max_pending`: when an ordered store
+    /// catches up with no newer canary seen yet, the oldest one kept is at
+    /// most that much younger than the oldest one still unseen.
+    fn thin_lost(&mut self) {
+        loop {
+            let spacing = self.lost_spacing;
+            let mut last: Option<Instant> = None;
+            self.pending.retain(|p| {
+                if !p.lost {
+                    return true;
+                }
+                if last.is_some_and(|l| p.acked < l + spacing) {
+                    return false;
+                }
+                last = Some(p.acked);
+                true
+            });
+            if self.pending.iter().filter(|p| p.lost).count() <= self.max_pending {
+                return;
+            }
+            self.lost_spacing = (spacing * 2).max(Duration::from_millis(1));
+        }
     }
 
     /// RPO now; `None` until something was written.
@@ -253,6 +301,13 @@ impl Tracker {
     /// Canaries still awaited, oldest first.
     pub fn awaited(&self) -> impl Iterator<Item = &Pending> {
         self.pending.iter().filter(|p| !p.lost)
+    }
+
+    /// For the memory-bound tests: canaries kept (awaited and lost), and
+    /// the capacity they occupy.
+    #[cfg(test)]
+    pub(crate) fn retained_for_bound(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending.capacity())
     }
 }
 
@@ -380,6 +435,77 @@ mod tests {
         assert_eq!(ev, vec![Event::Failed { seq: 7 }]);
         assert_eq!(t.expire(t0 + ms(5000)), vec![]);
         assert_eq!(t.pending_count(), 0);
+    }
+
+    #[test]
+    fn lost_canaries_kept_are_bounded_and_the_oldest_stays() {
+        // 10^4 s of stall at a 1 s interval: each canary is lost 5 s after
+        // its ack and none is seen.
+        let t0 = Instant::now();
+        let s = |n: u64| ms(n * 1000);
+        let mut t = Tracker::new(s(5), 8);
+        let mut lost = Vec::new();
+        for k in 0..10_000u64 {
+            let at = t0 + s(k);
+            assert_eq!(t.written(k + 1, at, at), vec![], "none evicted");
+            for e in t.expire(at) {
+                let Event::Lost { seq, .. } = e else {
+                    panic!("{e:?}")
+                };
+                lost.push(seq);
+            }
+            // 6 awaited (up to 5 s old) and at most 8 lost.
+            assert!(
+                t.retained_for_bound().0 <= 6 + 8,
+                "{:?}",
+                t.retained_for_bound()
+            );
+            assert_eq!(t.rpo(at), Some(at - t0), "the oldest lost one is kept");
+        }
+        assert_eq!(
+            lost,
+            (1..=10_000 - 6).collect::<Vec<_>>(),
+            "each lost once, in order"
+        );
+        // The oldest arrives late alone (an ordered store catching up): the
+        // next one kept is at most 2 × 10^4 s / 8 (+ one interval) younger
+        // than canary 2, the oldest one still unseen.
+        let end = t0 + s(10_000);
+        let ev = t.observe(
+            ReadSpan {
+                sent: end,
+                received: end,
+            },
+            &Observation::UpTo(Some(1)),
+        );
+        assert_eq!(
+            ev,
+            vec![Event::LateArrival {
+                seq: 1,
+                lag: s(10_000)
+            }]
+        );
+        let later = end + s(10_000);
+        let exact = later - (t0 + s(1));
+        let rpo = t.rpo(later).unwrap();
+        assert!(
+            rpo <= exact && rpo + s(2501) >= exact,
+            "{rpo:?}, exactly {exact:?}"
+        );
+        // The resume: every canary kept is seen, and nothing stays.
+        let ev = t.observe(
+            ReadSpan {
+                sent: end,
+                received: end,
+            },
+            &Observation::UpTo(Some(10_000)),
+        );
+        let observed = ev
+            .iter()
+            .filter(|e| matches!(e, Event::Observed { .. }))
+            .count();
+        assert_eq!(observed, 6, "{ev:?}");
+        assert_eq!(t.retained_for_bound().0, 0);
     }
 
     #[test]
