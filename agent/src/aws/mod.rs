@@ -4,6 +4,7 @@
 //! the batched CloudWatch reader.
 
 pub mod attempts;
+pub mod bounded;
 pub mod cloudwatch;
 pub mod errors;
 pub mod plumbing;

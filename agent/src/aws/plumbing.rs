@@ -24,12 +24,18 @@ use rpo_exporter::Metrics;
 use tokio::sync::OnceCell;
 
 use super::attempts::CountAttempts;
+use super::bounded::Bounded;
 
 /// Idle keep-alive connections kept per host (one host per service and
 /// region on AWS). Each costs tens of KiB of buffers; hyper's default keeps
 /// every connection a burst ever opened (up to its 90 s idle timeout), so
 /// memory grew with the number of targets that happened to call at once.
 const POOL_IDLE_PER_HOST: usize = 16;
+
+/// AWS requests in flight at once, for the whole process (`bounded.rs`).
+/// 1000 targets at a 30 s interval need about 2 on AWS (≈ 130 requests/s
+/// at ≈ 10 ms each); the cap only bites when a store slows down.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// (region, endpoint_url): what tells two SDK configurations apart.
 type Key = (String, Option<String>);
@@ -85,7 +91,7 @@ impl AwsPlumbing {
         AwsPlumbing {
             inner: Arc::new(Inner {
                 metrics,
-                http: https_client(),
+                http: Bounded::new(https_client(), MAX_IN_FLIGHT),
                 base: OnceCell::new(),
                 configs: Mutex::default(),
                 dynamodb: Mutex::default(),
