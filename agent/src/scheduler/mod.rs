@@ -35,8 +35,19 @@ pub struct RouteRun {
     pub wake_readers: Vec<Arc<Notify>>,
     /// For re-labelling pairs after a direction swap (SQL failover).
     pub metrics: Metrics,
+    /// Shared by every route: a canary write or replica read holds one
+    /// permit while it runs (`MAX_CALLS`).
+    pub calls: Arc<Semaphore>,
     pub board: StatusBoard,
 }
+
+/// Canary writes and replica reads running at once, for the whole process.
+/// A call's SDK state (tens of KiB) exists from the moment it starts, so
+/// the HTTP layer's cap on requests (`aws/bounded.rs`) bounds connections
+/// but not this: with 1000 routes calling in a burst, memory grew with the
+/// burst. A read waits for its permit before its span starts, so waiting
+/// widens no measurement.
+const MAX_CALLS: usize = 64;
 
 /// Routes that run `prepare` at the same time, at most.
 const SETUP_CONCURRENCY: usize = 16;
@@ -82,6 +93,7 @@ pub async fn run(
     }
     let mut tasks = JoinSet::new();
     let mut runs = Vec::new();
+    let calls = Arc::new(Semaphore::new(MAX_CALLS));
     for route in routes {
         if route.kind.single_writer() {
             metrics.can_change_direction(&route.target, route.kind.as_str());
@@ -109,6 +121,7 @@ pub async fn run(
             pairs,
             wake_readers,
             metrics: metrics.clone(),
+            calls: calls.clone(),
             board: board.clone(),
         }));
     }

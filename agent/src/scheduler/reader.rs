@@ -39,6 +39,7 @@ pub async fn run(run: Arc<RouteRun>, replica: usize, mut shutdown: Shutdown, gra
             }
             _ = sleep_until(drain_until.unwrap_or_else(Instant::now)), if stopping => continue,
         }
+        let permit = run.calls.acquire().await;
         let awaited = pair.lock().unwrap().due(Instant::now(), interval);
         if awaited.is_empty() {
             continue;
@@ -46,6 +47,7 @@ pub async fn run(run: Arc<RouteRun>, replica: usize, mut shutdown: Shutdown, gra
         let sent = Instant::now();
         let res = run.route.probe.read(replica, &awaited).await;
         let received = Instant::now();
+        drop(permit);
         match res {
             Ok(obs) => {
                 backoff = ERROR_BACKOFF;

@@ -118,6 +118,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 continue;
             }
         }
+        let permit = run.calls.acquire().await;
         let canary = Canary {
             seq: seqs.next(),
             written_at_us: unix_micros(),
@@ -125,6 +126,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
         let sent = Instant::now();
         let res = route.probe.write(canary).await;
         let acked = Instant::now();
+        drop(permit);
         match res {
             Ok(()) => {
                 for (p, wake) in run.pairs.iter().zip(&run.wake_readers) {
