@@ -94,9 +94,9 @@ fn deliver(chunk: &[Asked<'_>], res: Result<Vec<Option<f64>>, ProbeError>) {
             }
         }
         Err(e) => {
-            for a in chunk {
+            for (i, a) in chunk.iter().enumerate() {
                 if let Some(p) = a.run.pairs.get(a.query.replica) {
-                    p.lock().unwrap().on_aws_lag_error(&e);
+                    p.lock().unwrap().on_aws_lag_error(&e, i == 0);
                 }
             }
         }

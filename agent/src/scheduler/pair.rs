@@ -167,10 +167,14 @@ impl PairState {
     /// Reading AWS's own figure failed. Counted and logged (once an hour per
     /// code), but the probe stays up: the canaries are the measurement,
     /// CloudWatch only the comparison.
-    pub fn on_aws_lag_error(&mut self, err: &ProbeError) {
+    ///
+    /// One batched call serves many pairs: only the pair with `log` set
+    /// writes the warning (still once an hour), so a failed call is one
+    /// line, not one per target.
+    pub fn on_aws_lag_error(&mut self, err: &ProbeError, log: bool) {
         self.metrics.probe_error(err.op, &err.code);
         let l = &self.labels;
-        if !self.aws_errors_logged.news(&err.code, Instant::now()) {
+        if !log || !self.aws_errors_logged.news(&err.code, Instant::now()) {
             debug!(target = %l.target, replica_region = %l.replica_region, op = err.op, code = %err.code, "{}", err.message);
             return;
         }
