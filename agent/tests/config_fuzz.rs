@@ -802,38 +802,8 @@ fn structured_doc() -> impl Strategy<Value = String> {
 
 // ---------------------------------------------------------------- mutation
 
-/// The design example from `config/tests.rs` (kept in step by hand: the
-/// `mutation_bases_are_valid` test fails if it stops validating).
-const GOOD: &str = r#"
-[agent]
-id = "auto"
-listen = "127.0.0.1:9464"
-objective = "60s"
-
-[[target]]
-name = "orders"
-kind = "dynamodb"
-table = "orders"
-source = { region = "ap-northeast-1" }
-replicas = [{ region = "ap-northeast-3" }]
-interval = "5s"
-timeout = "10m"
-
-[[target]]
-name = "invoices"
-kind = "s3"
-source = { region = "ap-northeast-1", bucket = "invoices-tokyo" }
-replicas = [{ region = "ap-northeast-3", bucket = "invoices-osaka" }]
-prefix = "rpo-canary/"
-objective = "15m"
-
-[[target]]
-name = "core-db"
-kind = "postgres"
-source = { region = "ap-northeast-1", url = "postgres://rpo@writer.example:5432/app" }
-replicas = [{ region = "ap-northeast-3", url = "postgres://rpo@reader.example:5432/app" }]
-auth = { password_env = "RPO_DB_PASSWORD" }
-"#;
+/// The design example, the same file `config/tests.rs` starts from.
+const GOOD: &str = include_str!("../src/config/testdata/design-example.toml");
 
 /// Every key, sub-tables instead of inline tables, a multi-line array,
 /// comments, literal strings, multi-byte UTF-8 (so byte mutations split

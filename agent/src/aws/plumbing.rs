@@ -131,7 +131,7 @@ impl AwsPlumbing {
     /// the base one with the region and endpoint set, so every region shares
     /// the credential cache and the HTTP client.
     pub async fn sdk_config(&self, region: &str, endpoint_url: Option<&str>) -> SdkConfig {
-        let key: Key = (region.to_string(), endpoint_url.map(str::to_string));
+        let key = key(region, endpoint_url);
         if let Some(c) = self.inner.configs.lock().unwrap().get(&key) {
             return c.clone();
         }

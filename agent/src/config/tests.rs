@@ -2,36 +2,7 @@
 
 use super::*;
 
-const GOOD: &str = r#"
-[agent]
-id = "auto"
-listen = "127.0.0.1:9464"
-objective = "60s"
-
-[[target]]
-name = "orders"
-kind = "dynamodb"
-table = "orders"
-source = { region = "ap-northeast-1" }
-replicas = [{ region = "ap-northeast-3" }]
-interval = "5s"
-timeout = "10m"
-
-[[target]]
-name = "invoices"
-kind = "s3"
-source = { region = "ap-northeast-1", bucket = "invoices-tokyo" }
-replicas = [{ region = "ap-northeast-3", bucket = "invoices-osaka" }]
-prefix = "rpo-canary/"
-objective = "15m"
-
-[[target]]
-name = "core-db"
-kind = "postgres"
-source = { region = "ap-northeast-1", url = "postgres://rpo@writer.example:5432/app" }
-replicas = [{ region = "ap-northeast-3", url = "postgres://rpo@reader.example:5432/app" }]
-auth = { password_env = "RPO_DB_PASSWORD" }
-"#;
+const GOOD: &str = include_str!("testdata/design-example.toml");
 
 fn parse_str(text: &str) -> Result<Config, ConfigError> {
     parse(&Origin::File("rpo.toml".into()), text)
