@@ -16,6 +16,8 @@ rpo_probe_up 1; reports how long that took, or how many were up at
   GMD/min        Δ rpo_api_requests_total{service="cloudwatch",op="GetMetricData"} per minute
   lab CPU        the AWS stand-in's own CPU % of one core (is the lab the bottleneck?)
   observed/s     against targets/interval (what the agent should observe)
+  scrape         the slowest and largest /metrics answer (scraped every
+                 --scrape-every s, 15 s, during the window, as Prometheus would)
 
 and prints PASS/FAIL against issue 8's goals: RSS <= 40 MiB (meant for 1000
 DynamoDB targets, applied to every row), <= 0.5 ms CPU per observed canary,
@@ -72,9 +74,20 @@ def measure(a, lab, label, n, targets, interval_s, log):
         m0 = agent.metrics(WANT)
         t0, c0, l0 = time.time(), bl.cpu_seconds(agent.pid), bl.cpu_seconds(lab_pid)
         rss = [bl.rss_mib(agent.pid)]
+        scrapes = []  # (seconds, bytes) of each scrape of /metrics, as Prometheus would make
+        next_rss = next_scrape = t0
         while time.time() - t0 < a.window:
-            time.sleep(min(5, max(0.0, a.window - (time.time() - t0))))
-            rss.append(bl.rss_mib(agent.pid))
+            now = time.time()
+            if a.scrape_every and now >= next_scrape:
+                s0 = time.time()
+                size = len(agent.metrics_text())
+                scrapes.append((time.time() - s0, size))
+                next_scrape += a.scrape_every
+            if now >= next_rss:
+                rss.append(bl.rss_mib(agent.pid))
+                next_rss += 5
+            time.sleep(max(0.0, min(next_rss, next_scrape if a.scrape_every else next_rss, t0 + a.window) - time.time()))
+        rss.append(bl.rss_mib(agent.pid))
         t1, c1, l1 = time.time(), bl.cpu_seconds(agent.pid), bl.cpu_seconds(lab_pid)
         m1 = agent.metrics(WANT)
     finally:
@@ -96,11 +109,13 @@ def measure(a, lab, label, n, targets, interval_s, log):
         "lab_cpu": (l1 - l0) / dt * 100, "agent_cpu": (c1 - c0) / dt * 100,
         "obs_s": observed / dt, "want_s": n / interval_s,
         "errors": d("rpo_probe_errors_total"), "lost": d("rpo_canaries_lost_total"),
+        "scrape_ms": max((t for t, _ in scrapes), default=0) * 1e3,
+        "scrape_kib": max((b for _, b in scrapes), default=0) / 1024,
     }
 
 
 HEADER = ["run", "targets", "warm-up", "RSS median / max", "CPU per canary", "API req/canary", "reads/canary",
-          "GetMetricData/min", "observed/s (of)", "agent CPU", "lab CPU", "errors, lost"]
+          "GetMetricData/min", "observed/s (of)", "agent CPU", "lab CPU", "errors, lost", "scrape (max)"]
 
 
 def cells(r):
@@ -115,7 +130,8 @@ def cells(r):
             f"{r['gmd_min']:.1f} {bl.pass_fail(ok_gmd)}",
             f"{r['obs_s']:.2f} ({r['want_s']:.2f})",
             f"{r['agent_cpu']:.1f} %", f"{r['lab_cpu']:.1f} %",
-            f"{r['errors']:.0f}, {r['lost']:.0f}"]
+            f"{r['errors']:.0f}, {r['lost']:.0f}",
+            f"{r['scrape_ms']:.0f} ms, {r['scrape_kib']:.0f} KiB"]
 
 
 def main():
@@ -128,6 +144,9 @@ def main():
     ap.add_argument("--aws-reported-every", default="1m",
                     help='[agent] aws_reported_every ("off": no CloudWatch reads, e.g. to take the lab\'s CloudWatch out of a run)')
     ap.add_argument("--delay", default="200ms", help="injected replication delay")
+    ap.add_argument("--scrape-every", type=float, default=15,
+                    help="scrape /metrics this often during the window, as Prometheus would (0: never); "
+                         "the scrapes' CPU and memory count in the figures")
     ap.add_argument("--warmup-timeout", type=float, default=300,
                     help="seconds after the start to give up waiting for every target to be up")
     a = ap.parse_args()

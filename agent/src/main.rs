@@ -176,7 +176,7 @@ async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     let (server_stop_tx, mut server_stop) = Shutdown::new();
     let server = tokio::spawn(rpo_exporter::server::serve(
         listener,
-        registry,
+        metrics.exposition(),
         board.clone(),
         async move { server_stop.recv().await },
     ));

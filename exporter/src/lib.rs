@@ -9,12 +9,13 @@ pub mod healthcheck;
 pub mod human;
 pub mod metrics;
 pub mod page;
+pub mod pairs;
 mod routes;
 pub mod server;
 pub mod status;
 
 pub use healthcheck::HealthcheckError;
-pub use metrics::{Metrics, ReplicaLabels, ReplicaMetrics};
+pub use metrics::{Exposition, Metrics, ReplicaLabels, ReplicaMetrics};
 pub use routes::METRICS_CONTENT_TYPE;
 pub use server::{bind, serve, ServerError};
 pub use status::{ReplicaStatus, StatusBoard};

@@ -3,13 +3,14 @@
 //! Every per-replica series carries the same four labels (`target`, `kind`,
 //! `source_region`, `replica_region`) so that one alert rule such as
 //! `rpo_seconds > rpo_objective_seconds` matches series one-to-one across all
-//! targets. Label values are resolved once per replica (`ReplicaMetrics`), so
-//! the hot path never hashes label strings.
+//! targets. The dense per-pair families live in `pairs.rs` (compact, written
+//! at scrape time); the sparse and per-target ones on the `Registry`.
 
-use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
-};
+use std::sync::Arc;
+
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::pairs::{PairCells, PairTable};
 
 /// The four labels that identify one (target, replica) measurement.
 pub const REPLICA_LABELS: [&str; 4] = ["target", "kind", "source_region", "replica_region"];
@@ -49,44 +50,21 @@ pub const AWS_REPORTED_METRICS: &[&str] = &[
     "AuroraGlobalDBReplicationLag",
 ];
 
-/// All metric families of the agent.
+/// All metric families of the agent. Cloning is cheap (`Arc`s inside).
 #[derive(Clone)]
 pub struct Metrics {
-    rpo: GaugeVec,
-    upper_bound: GaugeVec,
-    objective: GaugeVec,
-    interval: GaugeVec,
-    lag: HistogramVec,
-    uncertainty: HistogramVec,
-    written: IntCounterVec,
-    observed: IntCounterVec,
-    lost: IntCounterVec,
-    failed: IntCounterVec,
-    pending: IntGaugeVec,
-    pending_limit_hits: IntCounterVec,
+    registry: Registry,
+    /// The dense per-pair families (`pairs.rs`), written at scrape time.
+    pairs: Arc<PairTable>,
     probe_errors: IntCounterVec,
     api_requests: IntCounterVec,
     cloudwatch_metrics: IntCounterVec,
-    probe_up: IntGaugeVec,
-    last_success: GaugeVec,
     aws_reported: GaugeVec,
     direction_changes: IntCounterVec,
-    reads: IntCounterVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
     let g = GaugeVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(g.clone()))?;
-    Ok(g)
-}
-
-fn int_gauge(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<IntGaugeVec> {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(g.clone()))?;
     Ok(g)
 }
@@ -102,20 +80,6 @@ fn counter(
     Ok(c)
 }
 
-fn histogram(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<HistogramVec> {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(LAG_BUCKETS.to_vec()),
-        labels,
-    )?;
-    r.register(Box::new(h.clone()))?;
-    Ok(h)
-}
-
 fn with(extra: &[&'static str]) -> Vec<&'static str> {
     REPLICA_LABELS.iter().chain(extra).copied().collect()
 }
@@ -123,28 +87,14 @@ fn with(extra: &[&'static str]) -> Vec<&'static str> {
 impl Metrics {
     /// Registers every family in `registry` and sets `rpo_agent_build_info`.
     pub fn new(registry: &Registry, version: &str) -> prometheus::Result<Self> {
-        let l = &REPLICA_LABELS;
         let m = Metrics {
-            rpo: gauge(registry, "rpo_seconds", "RPO now: max(lag of the newest observed canary, age of the oldest canary written but not yet seen).", l)?,
-            upper_bound: gauge(registry, "rpo_upper_bound_seconds", "Now minus the write time of the newest canary seen in the replica; never under-reports.", l)?,
-            objective: gauge(registry, "rpo_objective_seconds", "The configured RPO objective of the target.", l)?,
-            interval: gauge(registry, "rpo_interval_seconds", "The configured canary interval of the target.", l)?,
-            lag: histogram(registry, "rpo_replication_lag_seconds", "Replication lag per canary: first read that saw it minus the source's write acknowledgement.", l)?,
-            uncertainty: histogram(registry, "rpo_measurement_uncertainty_seconds", "Width of the window between the last read that missed a canary and the first that saw it.", l)?,
-            written: counter(registry, "rpo_canaries_written_total", "Canaries written to the source (counted once per replica they are expected in).", l)?,
-            observed: counter(registry, "rpo_canaries_observed_total", "Canaries seen in the replica.", l)?,
-            lost: counter(registry, "rpo_canaries_lost_total", "Canaries not seen in the replica within the target's timeout.", l)?,
-            failed: counter(registry, "rpo_canaries_failed_total", "Canaries whose replication the store reported as FAILED.", l)?,
-            pending: int_gauge(registry, "rpo_canaries_pending", "Canaries written but not yet seen in the replica.", l)?,
-            pending_limit_hits: counter(registry, "rpo_canaries_pending_limit_total", "Canaries dropped from tracking because the bound on pending canaries was reached.", l)?,
+            registry: registry.clone(),
+            pairs: Arc::new(PairTable::default()),
             probe_errors: counter(registry, "rpo_probe_errors_total", "Errors of the probe's API or database calls, by operation and error code.", &with(&["op", "code"]))?,
             api_requests: counter(registry, "rpo_api_requests_total", "Every billable AWS API call the agent made (DynamoDB, S3, Secrets Manager, CloudWatch), retries included; a call that serves every target (a batched GetMetricData) has an empty target.", &["target", "service", "op", "region"])?,
             cloudwatch_metrics: counter(registry, "rpo_cloudwatch_metrics_requested_total", "Metrics requested from CloudWatch GetMetricData for the target (GetMetricData is billed per metric requested).", &["target"])?,
-            probe_up: int_gauge(registry, "rpo_probe_up", "1 if the last canary write and the last replica read both succeeded.", l)?,
-            last_success: gauge(registry, "rpo_last_canary_success_timestamp_seconds", "Unix time at which a canary was last seen in the replica.", l)?,
             aws_reported: gauge(registry, "rpo_aws_reported_lag_seconds", "The store's own replication lag figure, beside ours.", &with(&["metric"]))?,
             direction_changes: counter(registry, "rpo_direction_changes_total", "Times the agent swapped source and replica after a switchover or failover.", &["target", "kind"])?,
-            reads: counter(registry, "rpo_replica_reads_total", "Reads of the replica made to look for canaries.", l)?,
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -158,26 +108,20 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Resolves the children of one (target, replica) pair.
+    /// What `/metrics` serves: the registry and the per-pair families.
+    pub fn exposition(&self) -> Exposition {
+        Exposition {
+            registry: self.registry.clone(),
+            pairs: Some(self.pairs.clone()),
+        }
+    }
+
+    /// The series of one (target, replica) pair, created at zero the first
+    /// time (asking again for the same labels gives the same series).
     pub fn replica(&self, labels: &ReplicaLabels) -> ReplicaMetrics {
-        let v = labels.values();
         ReplicaMetrics {
             labels: labels.clone(),
-            rpo: self.rpo.with_label_values(&v),
-            upper_bound: self.upper_bound.with_label_values(&v),
-            objective: self.objective.with_label_values(&v),
-            interval: self.interval.with_label_values(&v),
-            lag: self.lag.with_label_values(&v),
-            uncertainty: self.uncertainty.with_label_values(&v),
-            written: self.written.with_label_values(&v),
-            observed: self.observed.with_label_values(&v),
-            lost: self.lost.with_label_values(&v),
-            failed: self.failed.with_label_values(&v),
-            pending: self.pending.with_label_values(&v),
-            pending_limit_hits: self.pending_limit_hits.with_label_values(&v),
-            probe_up: self.probe_up.with_label_values(&v),
-            last_success: self.last_success.with_label_values(&v),
-            reads: self.reads.with_label_values(&v),
+            cells: self.pairs.cells(labels),
             probe_errors: self.probe_errors.clone(),
             aws_reported: self.aws_reported.clone(),
         }
@@ -210,21 +154,12 @@ impl Metrics {
             .inc();
     }
 
-    /// Removes every per-replica series of `labels` (after a direction swap the
-    /// old direction's series would otherwise stay frozen on `/metrics`).
+    /// Removes every per-replica gauge of `labels` (after a direction swap
+    /// the old direction's gauges would otherwise stay frozen on `/metrics`);
+    /// counters and histograms stay, so `rate()` over a failover is right.
     pub fn forget(&self, labels: &ReplicaLabels) {
+        self.pairs.hide_gauges(labels);
         let v = labels.values();
-        for g in [
-            &self.rpo,
-            &self.upper_bound,
-            &self.objective,
-            &self.interval,
-            &self.last_success,
-        ] {
-            let _ = g.remove_label_values(&v);
-        }
-        let _ = self.pending.remove_label_values(&v);
-        let _ = self.probe_up.remove_label_values(&v);
         for metric in AWS_REPORTED_METRICS {
             let mut with_metric = v.to_vec();
             with_metric.push(metric);
@@ -233,27 +168,53 @@ impl Metrics {
     }
 }
 
-/// The resolved series of one (target, replica) pair.
+/// What `/metrics` serves: a registry, and the per-pair families of the
+/// agent's `Metrics` when there are any. A bare `Registry` converts into
+/// one (the exporter's own tests serve plain registries).
+#[derive(Clone)]
+pub struct Exposition {
+    registry: Registry,
+    pairs: Option<Arc<PairTable>>,
+}
+
+impl From<Registry> for Exposition {
+    fn from(registry: Registry) -> Self {
+        Exposition {
+            registry,
+            pairs: None,
+        }
+    }
+}
+
+impl Exposition {
+    /// The whole text exposition (format 0.0.4).
+    pub fn encode(&self) -> Result<String, prometheus::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)?;
+        if let Some(p) = &self.pairs {
+            p.encode(&mut out);
+        }
+        Ok(out)
+    }
+}
+
+/// The series of one (target, replica) pair. Derefs to its `PairCells`,
+/// so `m.rpo.set(..)`, `m.written.inc()`, `m.lag.observe(..)` read as
+/// they would on `prometheus` types.
 #[derive(Clone)]
 pub struct ReplicaMetrics {
     pub labels: ReplicaLabels,
-    pub rpo: Gauge,
-    pub upper_bound: Gauge,
-    pub objective: Gauge,
-    pub interval: Gauge,
-    pub lag: Histogram,
-    pub uncertainty: Histogram,
-    pub written: IntCounter,
-    pub observed: IntCounter,
-    pub lost: IntCounter,
-    pub failed: IntCounter,
-    pub pending: IntGauge,
-    pub pending_limit_hits: IntCounter,
-    pub probe_up: IntGauge,
-    pub last_success: Gauge,
-    pub reads: IntCounter,
+    cells: Arc<PairCells>,
     probe_errors: IntCounterVec,
     aws_reported: GaugeVec,
+}
+
+impl std::ops::Deref for ReplicaMetrics {
+    type Target = PairCells;
+
+    fn deref(&self) -> &PairCells {
+        &self.cells
+    }
 }
 
 impl ReplicaMetrics {
@@ -312,7 +273,6 @@ impl ReplicaMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::Encoder;
 
     #[test]
     fn every_family_is_exported_with_base_units() {
@@ -330,11 +290,7 @@ mod tests {
         rm.aws_reported_lag("ReplicationLatency", 0.2);
         m.api_request("orders", "dynamodb", "PutItem", "ap-northeast-1");
         m.direction_changed("orders", "dynamodb");
-        let mut buf = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&r.gather(), &mut buf)
-            .unwrap();
-        let text = String::from_utf8(buf).unwrap();
+        let text = m.exposition().encode().unwrap();
         assert!(text.contains("rpo_seconds{kind=\"dynamodb\",replica_region=\"ap-northeast-3\",source_region=\"ap-northeast-1\",target=\"orders\"} 1.5"), "{text}");
         assert!(text.contains("rpo_agent_build_info{version=\"1.2.3\"} 1"));
         assert!(text.contains("rpo_replication_lag_seconds_bucket"));
@@ -364,11 +320,7 @@ mod tests {
         rm.aws_reported_lag("AuroraGlobalDBRPOLag", 0.9);
         rm.aws_reported_lag("AuroraGlobalDBReplicationLag", 0.4);
         m.forget(&labels);
-        let mut buf = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&r.gather(), &mut buf)
-            .unwrap();
-        let text = String::from_utf8(buf).unwrap();
+        let text = m.exposition().encode().unwrap();
         let series = |name: &str| {
             text.lines()
                 .filter(|l| l.starts_with(&format!("{name}{{")))

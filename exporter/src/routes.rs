@@ -2,15 +2,15 @@
 //!
 //! Kept apart from the connection handling in `server` so that routing is a
 //! plain function of (method, path, shared state), with no I/O of its own:
-//! every handler only reads the registry or the status board.
+//! every handler only reads the metrics or the status board.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Serialize;
 
+use crate::metrics::Exposition;
 use crate::page;
 use crate::status::{ReplicaStatus, StatusBoard};
 
@@ -23,7 +23,7 @@ const JSON: &str = "application/json";
 /// What every handler may read. Cloning is cheap (both are `Arc` inside).
 #[derive(Clone)]
 pub(crate) struct State {
-    pub registry: Registry,
+    pub exposition: Exposition,
     pub board: StatusBoard,
 }
 
@@ -42,7 +42,7 @@ pub(crate) fn route<B>(state: &State, req: &Request<B>) -> Response<Body> {
         return resp;
     }
     match req.uri().path() {
-        "/metrics" => metrics(&state.registry),
+        "/metrics" => metrics(&state.exposition),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => readyz(&state.board),
         "/" => respond(
@@ -63,10 +63,9 @@ pub(crate) fn route<B>(state: &State, req: &Request<B>) -> Response<Body> {
     }
 }
 
-fn metrics(registry: &Registry) -> Response<Body> {
-    let mut buf = Vec::with_capacity(16 * 1024);
-    match TextEncoder::new().encode(&registry.gather(), &mut buf) {
-        Ok(()) => respond(StatusCode::OK, METRICS_CONTENT_TYPE, buf),
+fn metrics(exposition: &Exposition) -> Response<Body> {
+    match exposition.encode() {
+        Ok(text) => respond(StatusCode::OK, METRICS_CONTENT_TYPE, text),
         Err(e) => {
             // Only possible with an inconsistent metric family, i.e. a bug.
             tracing::error!(error = %e, "cannot encode metrics");

@@ -17,9 +17,9 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus::Registry;
 use tokio::net::TcpListener;
 
+use crate::metrics::Exposition;
 use crate::routes::{self, State};
 use crate::status::StatusBoard;
 
@@ -80,11 +80,14 @@ pub async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
 /// caused the pressure.
 pub async fn serve(
     listener: TcpListener,
-    registry: Registry,
+    metrics: impl Into<Exposition>,
     board: StatusBoard,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = State { registry, board };
+    let state = State {
+        exposition: metrics.into(),
+        board,
+    };
     let graceful = GracefulShutdown::new();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP server listening");

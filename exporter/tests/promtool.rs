@@ -42,7 +42,7 @@ async fn metrics_pass_promtool_check() {
     }
     m.direction_changed("orders", "dynamodb");
 
-    let srv = start(registry, StatusBoard::new("a", "0.1.0")).await;
+    let srv = start(m.exposition(), StatusBoard::new("a", "0.1.0")).await;
     let r = request(srv.addr, "GET", "/metrics").await;
     srv.stop().await;
     assert_eq!(r.status, 200);

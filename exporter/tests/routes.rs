@@ -13,7 +13,7 @@ async fn metrics_is_prometheus_text() {
     m.replica(&common::labels("orders", "dynamodb"))
         .rpo
         .set(2.5);
-    let srv = start(registry, StatusBoard::new("a", "0.1.0")).await;
+    let srv = start(m.exposition(), StatusBoard::new("a", "0.1.0")).await;
 
     let r = request(srv.addr, "GET", "/metrics").await;
     assert_eq!(r.status, 200);

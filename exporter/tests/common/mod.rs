@@ -9,8 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use prometheus::Registry;
-use rpo_exporter::{ReplicaLabels, ReplicaStatus, StatusBoard};
+use rpo_exporter::{Exposition, ReplicaLabels, ReplicaStatus, StatusBoard};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -19,7 +18,6 @@ use tokio::task::JoinHandle;
 pub struct Running {
     pub addr: SocketAddr,
     pub board: StatusBoard,
-    pub registry: Registry,
     stop: Option<oneshot::Sender<()>>,
     pub handle: JoinHandle<Result<(), rpo_exporter::ServerError>>,
 }
@@ -47,13 +45,14 @@ impl Running {
     }
 }
 
-pub async fn start(registry: Registry, board: StatusBoard) -> Running {
+/// Serves `metrics` (a `Registry`, or `Metrics::exposition()`) and `board`.
+pub async fn start(metrics: impl Into<Exposition>, board: StatusBoard) -> Running {
     let listener = rpo_exporter::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(rpo_exporter::serve(
         listener,
-        registry.clone(),
+        metrics.into(),
         board.clone(),
         async move {
             let _ = rx.await;
@@ -62,7 +61,6 @@ pub async fn start(registry: Registry, board: StatusBoard) -> Running {
     Running {
         addr,
         board,
-        registry,
         stop: Some(tx),
         handle,
     }
