@@ -176,7 +176,7 @@ impl PairTable {
                 match f.kind {
                     Kind::Gauge(get) => {
                         if c.gauges_shown.load(Ordering::Relaxed) {
-                            sample(out, f.name, "", l, "", get(c));
+                            sample(out, f.name, "", l, get(c));
                         }
                     }
                     Kind::Counter(get) => sample_int(out, f.name, l, get(c)),
@@ -235,19 +235,23 @@ fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     out.push('\n');
 }
 
-fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, extra: &str, v: f64) {
+fn sample(out: &mut String, name: &str, suffix: &str, labels: &str, v: f64) {
     out.push_str(name);
     out.push_str(suffix);
     out.push('{');
     out.push_str(labels);
-    out.push_str(extra);
     out.push_str("} ");
     write_f64(out, v);
     out.push('\n');
 }
 
 fn sample_int(out: &mut String, name: &str, labels: &str, v: u64) {
-    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    out.push_str(name);
+    out.push('{');
+    out.push_str(labels);
+    out.push_str("} ");
+    out.push_str(itoa::Buffer::new().format(v));
+    out.push('\n');
 }
 
 fn write_f64(out: &mut String, v: f64) {
@@ -260,15 +264,36 @@ fn write_f64(out: &mut String, v: f64) {
     }
 }
 
+/// The `le` label of each bucket, `+Inf` last, as `f64`'s `Display` writes
+/// the bounds (what the `prometheus` crate wrote).
+const LE: [&str; LAG_BUCKETS.len() + 1] = [
+    "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300",
+    "600", "900", "1800", "3600", "+Inf",
+];
+
+/// Histograms are most of a scrape (21 lines per pair and histogram), so
+/// their lines are plain copies, no formatting machinery.
 fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramData) {
     let mut cumulative = 0;
-    for (upper, n) in LAG_BUCKETS.iter().zip(h.buckets) {
+    let mut num = itoa::Buffer::new();
+    for (le, n) in LE.iter().zip(h.buckets) {
         cumulative += n;
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{upper}\"}} {cumulative}");
+        out.push_str(name);
+        out.push_str("_bucket{");
+        out.push_str(labels);
+        out.push_str(",le=\"");
+        out.push_str(le);
+        out.push_str("\"} ");
+        out.push_str(num.format(cumulative));
+        out.push('\n');
     }
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
-    sample(out, name, "_sum", labels, "", h.sum);
-    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+    sample(out, name, "_sum", labels, h.sum);
+    out.push_str(name);
+    out.push_str("_count{");
+    out.push_str(labels);
+    out.push_str("} ");
+    out.push_str(num.format(h.count));
+    out.push('\n');
 }
 
 enum Kind {
@@ -367,6 +392,14 @@ mod tests {
         out.clear();
         t.encode(&mut out);
         assert!(out.contains("target=\"a\"} 2.5\n"), "{out}");
+    }
+
+    #[test]
+    fn the_le_labels_are_the_buckets_as_displayed() {
+        for (le, upper) in LE.iter().zip(LAG_BUCKETS) {
+            assert_eq!(*le, upper.to_string());
+        }
+        assert_eq!(LE[LAG_BUCKETS.len()], "+Inf");
     }
 
     #[test]

@@ -21,14 +21,22 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 /// The first tick of a route comes at a random phase within this (or its
-/// interval, if shorter), so 1000 routes started together do not write, read
-/// and hold connections in one burst every interval.
+/// interval, if shorter): every target has a first canary soon after start.
 const MAX_START_PHASE: Duration = Duration::from_secs(5);
 
 fn start_phase(interval: Duration) -> Duration {
     interval
         .min(MAX_START_PHASE)
         .mul_f64(rand::rng().random_range(0.0..1.0))
+}
+
+/// The second tick comes a random part of the interval after the first, so
+/// the routes' cadences are spread over the whole interval. Without it
+/// 1000 routes of a 30 s interval all wrote (and read) within the same 5 s
+/// of every interval: bursts that filled the call cap and held the SDK
+/// state of 64 calls at once.
+fn cadence_phase(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.05..1.0))
 }
 
 pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readiness) {
@@ -38,12 +46,17 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
     // Readiness counts a route once, however often it re-prepares.
     let mut announced = false;
     let mut next = Instant::now() + start_phase(route.interval);
+    let mut first = true;
     loop {
         tokio::select! {
             _ = sleep_until(next) => {}
             _ = shutdown.recv() => break,
         }
-        next += jittered(route.interval);
+        next += if std::mem::take(&mut first) {
+            cadence_phase(route.interval)
+        } else {
+            jittered(route.interval)
+        };
         let now = Instant::now();
         if next < now {
             next = now + route.interval;
