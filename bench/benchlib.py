@@ -241,7 +241,9 @@ class Agent:
         cfg.write(f'[agent]\nid = "{agent_id}"\nlisten = "127.0.0.1:0"\n{extra_agent}\n' + "".join(targets))
         cfg.close()
         env = dict(os.environ, **lab.env, RPO_LOG=rpo_log)
-        proc = subprocess.Popen([str(binary), "--log-format", "json", "run", "--config", cfg.name], env=env,
+        # RPO_BENCH_WRAP="heaptrack -o /tmp/h" runs the agent under a profiler (figures are then the profiler's).
+        wrap = os.environ.get("RPO_BENCH_WRAP", "").split()
+        proc = subprocess.Popen([*wrap, str(binary), "--log-format", "json", "run", "--config", cfg.name], env=env,
                                 stdout=subprocess.DEVNULL, stderr=open(log, "w"))
         a = cls(proc, log, cfg.name)
         end = time.time() + 60

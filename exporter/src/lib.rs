@@ -15,7 +15,7 @@ pub mod server;
 pub mod status;
 
 pub use healthcheck::HealthcheckError;
-pub use metrics::{Exposition, Metrics, ReplicaLabels, ReplicaMetrics};
+pub use metrics::{Chunks, Exposition, Metrics, ReplicaLabels, ReplicaMetrics};
 pub use routes::METRICS_CONTENT_TYPE;
 pub use server::{bind, serve, ServerError};
 pub use status::{ReplicaStatus, StatusBoard};

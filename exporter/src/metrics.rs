@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::pairs::{PairCells, PairTable};
+use crate::pairs::{PairCells, PairTable, PairText};
 
 /// The four labels that identify one (target, replica) measurement.
 pub const REPLICA_LABELS: [&str; 4] = ["target", "kind", "source_region", "replica_region"];
@@ -186,15 +186,62 @@ impl From<Registry> for Exposition {
     }
 }
 
+/// The size of the pieces `/metrics` is sent in.
+pub const CHUNK: usize = 64 * 1024;
+
 impl Exposition {
-    /// The whole text exposition (format 0.0.4).
+    /// The whole text exposition (format 0.0.4) in one string.
     pub fn encode(&self) -> Result<String, prometheus::Error> {
-        let mut out = String::with_capacity(16 * 1024);
-        TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)?;
-        if let Some(p) = &self.pairs {
-            p.encode(&mut out);
+        let mut chunks = self.chunks()?;
+        let mut out = String::new();
+        while let Some(c) = chunks.next_chunk() {
+            out.push_str(&c);
         }
         Ok(out)
+    }
+
+    /// The text exposition in pieces of about [`CHUNK`] bytes: the
+    /// registry's families first, then the per-pair ones, each written when
+    /// it is asked for (so a scrape of 1000 targets holds one piece, not
+    /// 8 MiB).
+    pub fn chunks(&self) -> Result<Chunks, prometheus::Error> {
+        let mut head = String::with_capacity(CHUNK);
+        TextEncoder::new().encode_utf8(&self.registry.gather(), &mut head)?;
+        Ok(Chunks {
+            head: Some(head),
+            pairs: self.pairs.as_ref().map(|p| p.text()),
+        })
+    }
+}
+
+/// What is left of one scrape's text (see [`Exposition::chunks`]).
+pub struct Chunks {
+    head: Option<String>,
+    pairs: Option<PairText>,
+}
+
+impl Chunks {
+    /// The next piece (at least [`CHUNK`] bytes unless it is the last one),
+    /// `None` once everything was given.
+    pub fn next_chunk(&mut self) -> Option<String> {
+        let mut out = self
+            .head
+            .take()
+            .unwrap_or_else(|| String::with_capacity(CHUNK + 4096));
+        if let Some(p) = &mut self.pairs {
+            if !p.write_chunk(&mut out, CHUNK) {
+                self.pairs = None;
+            }
+        }
+        if out.is_empty() && self.pairs.is_none() {
+            return None;
+        }
+        Some(out)
+    }
+
+    /// Whether every piece was given.
+    pub fn is_done(&self) -> bool {
+        self.head.is_none() && self.pairs.is_none()
     }
 }
 

@@ -161,18 +161,46 @@ impl PairTable {
     }
 
     /// Appends every family in the text exposition format 0.0.4.
+    #[cfg(test)]
     pub(crate) fn encode(&self, out: &mut String) {
-        // Snapshot the list, so no lock is held while writing.
-        let pairs: Vec<(String, Arc<PairCells>)> = {
+        let mut text = self.text();
+        while text.write_chunk(out, usize::MAX) {}
+    }
+
+    /// The families as text, written a chunk at a time (`PairText`), from a
+    /// snapshot of the list of pairs (no lock is held while writing).
+    pub(crate) fn text(&self) -> PairText {
+        let pairs = {
             let p = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
             p.iter().map(|(l, c)| (label_text(l), c.clone())).collect()
         };
-        if pairs.is_empty() {
-            return;
+        PairText {
+            pairs,
+            family: 0,
+            pair: 0,
         }
-        for f in FAMILIES {
-            header(out, f.name, f.help, f.kind.type_name());
-            for (l, c) in &pairs {
+    }
+}
+
+/// Where a scrape is in writing the per-pair families. With 1000 targets
+/// the text is 8 MiB; written in chunks, the whole of it never exists at once.
+pub(crate) struct PairText {
+    pairs: Vec<(String, Arc<PairCells>)>,
+    family: usize,
+    pair: usize,
+}
+
+impl PairText {
+    /// Appends lines to `out` until it holds at least `limit` bytes or all
+    /// is written; whether anything is left to write.
+    pub(crate) fn write_chunk(&mut self, out: &mut String, limit: usize) -> bool {
+        while self.family < FAMILIES.len() && !self.pairs.is_empty() {
+            let f = &FAMILIES[self.family];
+            if self.pair == 0 {
+                header(out, f.name, f.help, f.kind.type_name());
+            }
+            while self.pair < self.pairs.len() {
+                let (l, c) = &self.pairs[self.pair];
                 match f.kind {
                     Kind::Gauge(get) => {
                         if c.gauges_shown.load(Ordering::Relaxed) {
@@ -182,8 +210,23 @@ impl PairTable {
                     Kind::Counter(get) => sample_int(out, f.name, l, get(c)),
                     Kind::Histogram(get) => histogram(out, f.name, l, &get(c).data()),
                 }
+                self.pair += 1;
+                if out.len() >= limit {
+                    return !self.done_after_this_pair();
+                }
             }
+            self.family += 1;
+            self.pair = 0;
         }
+        false
+    }
+
+    fn done_after_this_pair(&mut self) -> bool {
+        if self.pair == self.pairs.len() {
+            self.family += 1;
+            self.pair = 0;
+        }
+        self.family >= FAMILIES.len()
     }
 }
 
@@ -400,6 +443,35 @@ mod tests {
             assert_eq!(*le, upper.to_string());
         }
         assert_eq!(LE[LAG_BUCKETS.len()], "+Inf");
+    }
+
+    #[test]
+    fn text_written_in_small_chunks_is_the_text_written_at_once() {
+        let t = PairTable::default();
+        for i in 0..50 {
+            let c = t.cells(&labels(&format!("t{i}")));
+            c.rpo.set(i as f64 / 4.0);
+            c.lag.observe(0.2);
+            c.reads.inc_by(i);
+        }
+        let mut whole = String::new();
+        t.encode(&mut whole);
+        let mut text = t.text();
+        let mut pieces = String::new();
+        let mut chunks = 0;
+        loop {
+            let mut chunk = String::new();
+            let more = text.write_chunk(&mut chunk, 1000);
+            assert!(!chunk.is_empty() || !more);
+            pieces.push_str(&chunk);
+            chunks += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(pieces, whole);
+        assert!(chunks > 50, "{chunks} chunks");
+        assert_eq!(whole.matches("# TYPE ").count(), FAMILIES.len());
     }
 
     #[test]

@@ -5,12 +5,12 @@
 //! every handler only reads the metrics or the status board.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use crate::metrics::Exposition;
+use crate::metrics::{Chunks, Exposition};
 use crate::page;
 use crate::status::{ReplicaStatus, StatusBoard};
 
@@ -27,7 +27,8 @@ pub(crate) struct State {
     pub board: StatusBoard,
 }
 
-pub(crate) type Body = Full<Bytes>;
+/// A whole answer, or `/metrics` sent in pieces as it is written.
+pub(crate) type Body = Either<Full<Bytes>, MetricsBody>;
 
 /// Answers one request. Never fails: problems become 4xx/5xx responses.
 pub(crate) fn route<B>(state: &State, req: &Request<B>) -> Response<Body> {
@@ -63,9 +64,25 @@ pub(crate) fn route<B>(state: &State, req: &Request<B>) -> Response<Body> {
     }
 }
 
+/// Small answers go whole (with a `Content-Length`); a large one (many
+/// targets) is written piece by piece while hyper sends it (chunked).
 fn metrics(exposition: &Exposition) -> Response<Body> {
-    match exposition.encode() {
-        Ok(text) => respond(StatusCode::OK, METRICS_CONTENT_TYPE, text),
+    match exposition.chunks() {
+        Ok(mut chunks) => {
+            let first = chunks.next_chunk().unwrap_or_default();
+            if chunks.is_done() {
+                return respond(StatusCode::OK, METRICS_CONTENT_TYPE, first);
+            }
+            let mut resp = Response::new(Either::Right(MetricsBody {
+                first: Some(first),
+                rest: chunks,
+            }));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
         Err(e) => {
             // Only possible with an inconsistent metric family, i.e. a bug.
             tracing::error!(error = %e, "cannot encode metrics");
@@ -136,11 +153,35 @@ fn respond(
     content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
+    let mut resp = Response::new(Either::Left(Full::new(body.into())));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     // Every answer is "now"; a cached status page during an incident misleads.
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The body of a large `/metrics` answer: each poll writes the next piece.
+pub(crate) struct MetricsBody {
+    first: Option<String>,
+    rest: Chunks,
+}
+
+impl hyper::body::Body for MetricsBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let next = this.first.take().or_else(|| this.rest.next_chunk());
+        std::task::Poll::Ready(next.map(|c| Ok(hyper::body::Frame::data(Bytes::from(c)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_done()
+    }
 }

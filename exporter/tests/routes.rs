@@ -138,3 +138,42 @@ async fn query_strings_do_not_change_the_route() {
     assert_eq!(request(srv.addr, "GET", "/healthz?x=1").await.status, 200);
     srv.stop().await;
 }
+
+/// Undoes `Transfer-Encoding: chunked` (sizes in hex, each chunk + CRLF).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("chunk size line");
+        let n = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+}
+
+#[tokio::test]
+async fn a_large_metrics_answer_is_streamed_in_pieces_and_complete() {
+    let registry = Registry::new();
+    let m = Metrics::new(&registry, "0.1.0").unwrap();
+    for i in 0..1000 {
+        let r = m.replica(&common::labels(&format!("t{i:04}"), "dynamodb"));
+        r.rpo.set(i as f64);
+        r.lag.observe(0.3);
+        r.written.inc_by(i);
+    }
+    let whole = m.exposition().encode().unwrap();
+    assert!(whole.len() > 4 * 1024 * 1024, "{} bytes", whole.len());
+    let srv = start(m.exposition(), StatusBoard::new("a", "0.1.0")).await;
+    let r = request(srv.addr, "GET", "/metrics").await;
+    srv.stop().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("content-type"), Some(METRICS_CONTENT_TYPE));
+    let body = dechunk(&r.body);
+    assert_eq!(body.len(), whole.len());
+    assert!(body == whole, "the streamed text differs from the text written at once");
+    assert!(body.contains("rpo_seconds{kind=\"dynamodb\",replica_region=\"ap-northeast-3\",source_region=\"ap-northeast-1\",target=\"t0999\"} 999\n"));
+}
