@@ -403,12 +403,26 @@ mod tests {
         let mut out = String::new();
         t.encode(&mut out);
         let l = "kind=\"dynamodb\",replica_region=\"ap-northeast-3\",source_region=\"ap-northeast-1\",target=\"a\"";
-        for (le, n) in [("0.01", 1), ("0.25", 1), ("0.5", 3), ("3600", 3), ("+Inf", 4)] {
+        for (le, n) in [
+            ("0.01", 1),
+            ("0.25", 1),
+            ("0.5", 3),
+            ("3600", 3),
+            ("+Inf", 4),
+        ] {
             let line = format!("rpo_replication_lag_seconds_bucket{{{l},le=\"{le}\"}} {n}\n");
             assert!(out.contains(&line), "{line} in {out}");
         }
-        assert!(out.contains(&format!("rpo_replication_lag_seconds_sum{{{l}}} 7200.605\n")), "{out}");
-        assert!(out.contains(&format!("rpo_replication_lag_seconds_count{{{l}}} 4\n")), "{out}");
+        assert!(
+            out.contains(&format!(
+                "rpo_replication_lag_seconds_sum{{{l}}} 7200.605\n"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("rpo_replication_lag_seconds_count{{{l}}} 4\n")),
+            "{out}"
+        );
     }
 
     #[test]

@@ -174,6 +174,9 @@ async fn a_large_metrics_answer_is_streamed_in_pieces_and_complete() {
     assert_eq!(r.header("content-type"), Some(METRICS_CONTENT_TYPE));
     let body = dechunk(&r.body);
     assert_eq!(body.len(), whole.len());
-    assert!(body == whole, "the streamed text differs from the text written at once");
+    assert!(
+        body == whole,
+        "the streamed text differs from the text written at once"
+    );
     assert!(body.contains("rpo_seconds{kind=\"dynamodb\",replica_region=\"ap-northeast-3\",source_region=\"ap-northeast-1\",target=\"t0999\"} 999\n"));
 }
