@@ -47,6 +47,16 @@ pub fn item_key(agent_id: &str, target: &str, written_in: Option<&str>) -> Strin
     }
 }
 
+/// The key of a target's lag hint (`Probe::write_lag_hint`):
+/// `rpo-lag-hint#<target>[@<region>]`. One per target, whichever agent
+/// wrote it last, so a new task (new agent id) finds it too.
+pub fn hint_key(target: &str, written_in: Option<&str>) -> String {
+    match written_in {
+        None => format!("rpo-lag-hint#{target}"),
+        Some(r) => format!("rpo-lag-hint#{target}@{r}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,8 @@ const HISTORY: usize = 8;
 const MIN_STEP: Duration = Duration::from_millis(5);
 /// Smallest safety margin before the predicted arrival.
 const MIN_GUARD: Duration = Duration::from_millis(10);
+/// A lag hint is taken as this share of itself (`LagModel::seed`).
+const HINT_MARGIN: f64 = 0.99;
 
 /// One canary's measurement, as the tracker reported it.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +83,9 @@ pub struct LagModel {
     undo: Option<(VecDeque<(Duration, bool)>, bool)>,
     /// A lag has been learned once (the cold-start rule of `plan` is over).
     learned: bool,
+    /// `recent` holds only the lag hint (`seed`): the first precise canary
+    /// replaces it.
+    seeded: bool,
 }
 
 impl LagModel {
@@ -180,6 +185,10 @@ impl LagModel {
         if precise {
             // Cold-start guesses would otherwise widen the spread for a while.
             self.recent.retain(|(_, p)| *p);
+            if std::mem::take(&mut self.seeded) {
+                // A lag measured here beats the hint it was aimed with.
+                self.recent.clear();
+            }
         }
         if self.recent.len() == HISTORY {
             self.recent.pop_front();
@@ -240,6 +249,40 @@ impl LagModel {
     fn base_step(&self) -> Duration {
         let lo = self.lo().unwrap_or(Duration::ZERO);
         MIN_STEP.max(lo / 200).max(self.spread() / 8)
+    }
+
+    /// Starts from a lag measured before this process started (kept in the
+    /// store by the last agent on the target: `Probe::read_lag_hint`), so
+    /// the first canary is searched around it as a warm one is, not from
+    /// its ack (tens of reads and a late sighting at a 30 s lag). A stale
+    /// hint is corrected as any changed lag is, by the canaries that follow.
+    /// Ignored once anything was learned here.
+    pub fn seed(&mut self, lag: Duration) {
+        if self.learned || !self.recent.is_empty() {
+            return;
+        }
+        // Aimed just below the hint: lags drift, and a first read that
+        // already finds the canary only says "at most this" (a wide window,
+        // and a spread that costs the next canaries reads). From below, the
+        // search reaches the arrival in a few fine steps.
+        self.recent.push_back((lag.mul_f64(HINT_MARGIN), true));
+        self.learned = true;
+        self.seeded = true;
+    }
+
+    /// The median of the recent precise estimates (windows within 2 % of
+    /// the lag): what a successor should start from (`seed`). `None` until
+    /// a canary was seen that precisely: a cold start's wide first guesses
+    /// would mislead a successor.
+    pub fn estimate(&self) -> Option<Duration> {
+        let mut precise: Vec<Duration> = self
+            .recent
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(d, _)| *d)
+            .collect();
+        precise.sort();
+        precise.get(precise.len() / 2).copied()
     }
 
     /// `next_read`, aware of the oldest canary still awaited. With no lag
@@ -312,6 +355,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_seeded_model_measures_the_first_canaries_as_a_warm_one() {
+        // bench/cold_start.py's lags; the hint is what the last agent
+        // measured, up to 1.5 % off the truth either way (lags drift), and
+        // the lab's lags scatter by 1 % from canary to canary.
+        for lag in [1000u64, 2600, 30_000] {
+            for hint in [lag * 985 / 1000, lag * 1005 / 1000, lag * 1015 / 1000] {
+                let mut m = LagModel::default();
+                m.seed(ms(hint));
+                assert_eq!(m.estimate(), Some(ms(hint).mul_f64(HINT_MARGIN)));
+                let scatter = [0u64, 9, 2, 30, 1];
+                let delay = |i: u32| ms(lag + scatter[i as usize % 5] * lag / 2600);
+                let per = per_canary_from(m, delay, ms(5000).max(ms(lag * 2)), 5);
+                for (i, (reads, err)) in per.iter().enumerate() {
+                    let tol = ms(lag / 20).max(ms(50));
+                    assert!(
+                        *reads <= 8 && *err <= tol,
+                        "lag {lag} ms, hint {hint} ms, canary {}: {reads} reads, {err:?} off ({per:?})",
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_hint_never_overrides_what_was_learned_here() {
+        let mut m = LagModel::default();
+        feed(&mut m, &[300, 300, 300], ms(4));
+        let before = m.estimate();
+        m.seed(ms(9000));
+        assert_eq!(m.estimate(), before);
+        assert_eq!(LagModel::default().estimate(), None);
+    }
+
     /// Records `lags` (with `uncertainty`) of canaries written 1 s apart.
     fn feed(m: &mut LagModel, lags: &[u64], uncertainty: Duration) {
         let t0 = Instant::now();
@@ -345,9 +423,18 @@ mod tests {
         interval: Duration,
         canaries: u32,
     ) -> Vec<(u32, Duration)> {
+        per_canary_from(LagModel::default(), delay, interval, canaries)
+    }
+
+    /// As `per_canary`, starting from `model`.
+    fn per_canary_from(
+        mut model: LagModel,
+        delay: impl Fn(u32) -> Duration,
+        interval: Duration,
+        canaries: u32,
+    ) -> Vec<(u32, Duration)> {
         let t0 = Instant::now();
         let mut tracker = Tracker::new(ms(600_000), 100);
-        let mut model = LagModel::default();
         let mut out = Vec::new();
         for i in 0..canaries {
             let ack = t0 + interval * i;

@@ -6,9 +6,16 @@
 //! the partition key gets `rpo-canary#<agent>#<target>`, a sort key (if any)
 //! gets `rpo-canary` (or 0 when numeric). Items carry `ttl` = now + 1 day so
 //! the canaries of agents that went away expire by themselves.
+//!
+//! One more item per target, `rpo-lag-hint#<target>`, keeps the lags last
+//! measured (attribute `lags`, a map of replica region to µs), rewritten
+//! every 10 minutes by whichever agent measures the target, read once at
+//! start: a restarted agent or a new task searches its first canary around
+//! that lag instead of from nothing.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
@@ -17,13 +24,15 @@ use aws_sdk_dynamodb::Client;
 use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::errors::from_sdk;
 use crate::aws::{AwsPlumbing, CountAttempts};
-use crate::canary::item_key;
+use crate::canary::{hint_key, item_key, unix_micros};
 use crate::config::{Direction, Endpoint, TargetConfig};
 use crate::probe::{Canary, Finding, Probe, ProbeError};
 use crate::route::Route;
 use crate::tracker::Observation;
 
 const CANARY_TTL_SECONDS: u64 = 86_400;
+/// A lag hint outlives its last writer by a week, then expires.
+const HINT_TTL_SECONDS: u64 = 7 * 86_400;
 
 /// A region, its (shared) client, and this target's request counter.
 pub struct Side {
@@ -42,6 +51,7 @@ struct Schema {
 pub struct DynamoProbe {
     table: String,
     item_key: String,
+    hint_key: String,
     agent_id: String,
     source: Side,
     replicas: Vec<Side>,
@@ -52,6 +62,7 @@ impl DynamoProbe {
     pub fn new(
         table: String,
         item_key: String,
+        hint_key: String,
         agent_id: String,
         source: Side,
         replicas: Vec<Side>,
@@ -59,6 +70,7 @@ impl DynamoProbe {
         DynamoProbe {
             table,
             item_key,
+            hint_key,
             agent_id,
             source,
             replicas,
@@ -77,10 +89,14 @@ impl DynamoProbe {
     }
 
     fn key(&self, s: &Schema) -> HashMap<String, AttributeValue> {
+        Self::key_of(s, &self.item_key)
+    }
+
+    fn key_of(s: &Schema, partition: &str) -> HashMap<String, AttributeValue> {
         let mut key = HashMap::new();
         key.insert(
             s.partition_key.clone(),
-            AttributeValue::S(self.item_key.clone()),
+            AttributeValue::S(partition.to_string()),
         );
         if let Some((name, value)) = &s.sort_key {
             key.insert(name.clone(), value.clone());
@@ -287,6 +303,65 @@ impl Probe for DynamoProbe {
         Ok(())
     }
 
+    async fn read_lag_hint(&self) -> Result<Vec<Option<Duration>>, ProbeError> {
+        let s = self.schema()?;
+        let out = self
+            .source
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_of(&s, &self.hint_key)))
+            .consistent_read(true)
+            .customize()
+            .interceptor(self.source.count.clone())
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", &e))?;
+        let lags = out
+            .item()
+            .and_then(|i| i.get("lags"))
+            .and_then(|v| v.as_m().ok());
+        Ok(self
+            .replicas
+            .iter()
+            .map(|r| {
+                let us = lags?.get(&r.region)?.as_n().ok()?.parse::<u64>().ok()?;
+                Some(Duration::from_micros(us))
+            })
+            .collect())
+    }
+
+    async fn write_lag_hint(&self, lags: &[Duration]) -> Result<(), ProbeError> {
+        let s = self.schema()?;
+        let mut item = Self::key_of(&s, &self.hint_key);
+        let by_region = self
+            .replicas
+            .iter()
+            .zip(lags)
+            .map(|(r, d)| {
+                (
+                    r.region.clone(),
+                    AttributeValue::N(d.as_micros().to_string()),
+                )
+            })
+            .collect();
+        item.insert("lags".into(), AttributeValue::M(by_region));
+        item.insert("agent".into(), AttributeValue::S(self.agent_id.clone()));
+        let ttl = unix_micros() / 1_000_000 + HINT_TTL_SECONDS;
+        item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
+        self.source
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .customize()
+            .interceptor(self.source.count.clone())
+            .send()
+            .await
+            .map_err(|e| from_sdk("PutItem", &e))?;
+        Ok(())
+    }
+
     async fn read(&self, replica: usize, _awaited: &[u64]) -> Result<Observation, ProbeError> {
         let s = self.schema()?;
         let side = &self.replicas[replica];
@@ -364,7 +439,14 @@ async fn route(
         .table
         .clone()
         .expect("validated: dynamodb targets have a table");
-    let probe = DynamoProbe::new(table, key.clone(), agent_id.to_string(), src, reps);
+    let probe = DynamoProbe::new(
+        table,
+        key.clone(),
+        hint_key(&t.name, written_in),
+        agent_id.to_string(),
+        src,
+        reps,
+    );
     Route::new(t, source, replicas, key, std::sync::Arc::new(probe))
         .with_aws_reported(t, aws, source)
         .await

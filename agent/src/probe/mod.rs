@@ -110,6 +110,19 @@ pub trait Probe: Send + Sync {
         Vec::new()
     }
 
+    /// The lags (per replica, in the route's order) that the last agent
+    /// on this target kept in the store (`write_lag_hint`), so a restart or
+    /// a new task starts warm. Empty for stores that keep none.
+    async fn read_lag_hint(&self) -> Result<Vec<Option<std::time::Duration>>, ProbeError> {
+        Ok(Vec::new())
+    }
+
+    /// Keeps the current lag estimates (per replica) in the store for the
+    /// next agent on this target. A no-op for stores that keep none.
+    async fn write_lag_hint(&self, _lags: &[std::time::Duration]) -> Result<(), ProbeError> {
+        Ok(())
+    }
+
     /// For `rpo-agent check`, after a successful `prepare`: housekeeping
     /// that keeps canaries from piling up. Makes read-only calls only.
     async fn housekeeping(&self) -> Vec<Finding> {

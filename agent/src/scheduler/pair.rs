@@ -118,6 +118,16 @@ impl PairState {
             .collect()
     }
 
+    /// Starts the poll planner from a lag the last agent kept (lag hint).
+    pub fn seed_lag(&mut self, lag: Duration) {
+        self.model.seed(lag);
+    }
+
+    /// The current lag estimate, to keep for the next agent.
+    pub fn lag_estimate(&self) -> Option<Duration> {
+        self.model.estimate()
+    }
+
     pub fn has_awaited(&self) -> bool {
         self.tracker.pending_count() > 0
     }

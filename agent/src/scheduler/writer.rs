@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::time::{sleep_until, Instant};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{Readiness, RouteRun};
 use crate::canary::{unix_micros, SeqSource};
@@ -30,13 +30,60 @@ fn start_phase(interval: Duration) -> Duration {
         .mul_f64(rand::rng().random_range(0.0..1.0))
 }
 
-/// The second tick comes a random part of the interval after the first, so
-/// the routes' cadences are spread over the whole interval. Without it
-/// 1000 routes of a 30 s interval all wrote (and read) within the same 5 s
-/// of every interval: bursts that filled the call cap and held the SDK
-/// state of 64 calls at once.
+/// The second tick comes half to one interval after the first, so the
+/// routes' cadences spread over the interval. Without it 1000 routes of a
+/// 30 s interval all wrote (and read) within the same 5 s of every
+/// interval: bursts that filled the call cap and held the SDK state of 64
+/// calls at once. Not sooner than half an interval, so the second canary
+/// does not share its reads with the first one's search.
 fn cadence_phase(interval: Duration) -> Duration {
-    interval.mul_f64(rand::rng().random_range(0.05..1.0))
+    interval.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+/// How often the writer keeps its lag estimates in the store for the next
+/// agent on the target (`Probe::write_lag_hint`): one small write per target
+/// every 10 minutes (≈ 4300 a month).
+const LAG_HINT_EVERY: Duration = Duration::from_secs(600);
+
+/// Seeds every pair's planner with the lag hint the store keeps, if any.
+/// A failed read only means a cold start: logged at debug, never an error.
+async fn seed_from_hint(run: &RouteRun) {
+    let hint = {
+        let _permit = run.calls.acquire().await;
+        run.route.probe.read_lag_hint().await
+    };
+    match hint {
+        Ok(lags) => {
+            for (p, lag) in run.pairs.iter().zip(lags) {
+                if let Some(lag) = lag {
+                    let mut p = p.lock().unwrap();
+                    debug!(target = %p.labels.target, replica_region = %p.labels.replica_region,
+                        lag_seconds = lag.as_secs_f64(), "starting from the lag hint in the store");
+                    p.seed_lag(lag);
+                }
+            }
+        }
+        Err(e) => {
+            debug!(target = %run.route.target, op = e.op, code = %e.code, "no lag hint: {}", e.message)
+        }
+    }
+}
+
+/// Writes the pairs' lag estimates as the target's hint, once every pair has one.
+async fn keep_hint(run: &RouteRun) {
+    let lags: Option<Vec<Duration>> = run
+        .pairs
+        .iter()
+        .map(|p| p.lock().unwrap().lag_estimate())
+        .collect();
+    let Some(lags) = lags else { return };
+    let _permit = run.calls.acquire().await;
+    match run.route.probe.write_lag_hint(&lags).await {
+        Ok(()) => debug!(target = %run.route.target, lags = ?lags, "lag hint kept"),
+        Err(e) => {
+            debug!(target = %run.route.target, op = e.op, code = %e.code, "could not keep the lag hint: {}", e.message)
+        }
+    }
 }
 
 pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readiness) {
@@ -47,6 +94,8 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
     let mut announced = false;
     let mut next = Instant::now() + start_phase(route.interval);
     let mut first = true;
+    // When the lag hint was last written (None: not yet by this process).
+    let mut hint_kept: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = sleep_until(next) => {}
@@ -82,6 +131,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                     if !announced {
                         announced = true;
                         readiness.route_prepared();
+                        seed_from_hint(&run).await;
                     }
                 }
                 Err(e) => {
@@ -145,6 +195,14 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 for (p, wake) in run.pairs.iter().zip(&run.wake_readers) {
                     p.lock().unwrap().on_write(canary.seq, sent, acked);
                     wake.notify_one();
+                }
+                let learned = run
+                    .pairs
+                    .iter()
+                    .all(|p| p.lock().unwrap().lag_estimate().is_some());
+                if learned && hint_kept.is_none_or(|t| acked >= t + LAG_HINT_EVERY) {
+                    keep_hint(&run).await;
+                    hint_kept = Some(acked);
                 }
             }
             Err(e) => {
