@@ -22,7 +22,7 @@ const MIN_STEP: Duration = Duration::from_millis(5);
 /// Smallest safety margin before the predicted arrival.
 const MIN_GUARD: Duration = Duration::from_millis(10);
 /// A lag hint is taken as this share of itself (`LagModel::seed`).
-const HINT_MARGIN: f64 = 0.99;
+const HINT_MARGIN: f64 = 0.97;
 
 /// One canary's measurement, as the tracker reported it.
 #[derive(Debug, Clone, Copy)]
