@@ -215,6 +215,12 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
             }
         }
     }
+    // A deploy stops the task with SIGTERM, often within minutes of its
+    // start: keep what it learned for the task that replaces it.
+    // At most 2 s: shutdown must not wait on a store that stopped answering.
+    if prepared {
+        let _ = tokio::time::timeout(Duration::from_secs(2), keep_hint(&run)).await;
+    }
 }
 
 /// The probe found that replica `i` is now the writer (and has swapped its
