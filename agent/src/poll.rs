@@ -365,9 +365,9 @@ mod tests {
                 let mut m = LagModel::default();
                 m.seed(ms(hint));
                 assert_eq!(m.estimate(), Some(ms(hint).mul_f64(HINT_MARGIN)));
-                let scatter = [0u64, 9, 2, 30, 1];
-                let delay = |i: u32| ms(lag + scatter[i as usize % 5] * lag / 2600);
-                let per = per_canary_from(m, delay, ms(5000).max(ms(lag * 2)), 5);
+                let scatter = [0u64, 9, 2, 30, 1, 0, 25, 3];
+                let delay = |i: u32| ms(lag + scatter[i as usize % 8] * lag / 2600);
+                let per = per_canary_from(m, delay, ms(5000).max(ms(lag * 2)), 8);
                 for (i, (reads, err)) in per.iter().enumerate() {
                     let tol = ms(lag / 20).max(ms(50));
                     assert!(
