@@ -91,14 +91,6 @@ impl Histogram {
         h.count += 1;
     }
 
-    pub fn sample_count(&self) -> u64 {
-        self.data().count
-    }
-
-    pub fn sample_sum(&self) -> f64 {
-        self.data().sum
-    }
-
     fn data(&self) -> HistogramData {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }

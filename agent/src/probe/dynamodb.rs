@@ -88,6 +88,21 @@ impl DynamoProbe {
         })
     }
 
+    /// `PutItem` of `item` in the source region (canaries and the lag hint).
+    async fn put_in_source(&self, item: HashMap<String, AttributeValue>) -> Result<(), ProbeError> {
+        self.source
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .customize()
+            .interceptor(self.source.count.clone())
+            .send()
+            .await
+            .map_err(|e| from_sdk("PutItem", &e))?;
+        Ok(())
+    }
+
     fn key(&self, s: &Schema) -> HashMap<String, AttributeValue> {
         Self::key_of(s, &self.item_key)
     }
@@ -290,17 +305,7 @@ impl Probe for DynamoProbe {
         );
         item.insert("agent".into(), AttributeValue::S(self.agent_id.clone()));
         item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
-        self.source
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .customize()
-            .interceptor(self.source.count.clone())
-            .send()
-            .await
-            .map_err(|e| from_sdk("PutItem", &e))?;
-        Ok(())
+        self.put_in_source(item).await
     }
 
     async fn read_lag_hint(&self) -> Result<Vec<Option<Duration>>, ProbeError> {
@@ -349,17 +354,7 @@ impl Probe for DynamoProbe {
         item.insert("agent".into(), AttributeValue::S(self.agent_id.clone()));
         let ttl = unix_micros() / 1_000_000 + HINT_TTL_SECONDS;
         item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
-        self.source
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .customize()
-            .interceptor(self.source.count.clone())
-            .send()
-            .await
-            .map_err(|e| from_sdk("PutItem", &e))?;
-        Ok(())
+        self.put_in_source(item).await
     }
 
     async fn read(&self, replica: usize, _awaited: &[u64]) -> Result<Observation, ProbeError> {

@@ -69,14 +69,15 @@ async fn seed_from_hint(run: &RouteRun) {
     }
 }
 
-/// Writes the pairs' lag estimates as the target's hint, once every pair has one.
-async fn keep_hint(run: &RouteRun) {
+/// Writes the pairs' lag estimates as the target's hint, once every pair
+/// has one; whether it tried (a failed write is logged at debug only).
+async fn keep_hint(run: &RouteRun) -> bool {
     let lags: Option<Vec<Duration>> = run
         .pairs
         .iter()
         .map(|p| p.lock().unwrap().lag_estimate())
         .collect();
-    let Some(lags) = lags else { return };
+    let Some(lags) = lags else { return false };
     let _permit = run.calls.acquire().await;
     match run.route.probe.write_lag_hint(&lags).await {
         Ok(()) => debug!(target = %run.route.target, lags = ?lags, "lag hint kept"),
@@ -84,6 +85,7 @@ async fn keep_hint(run: &RouteRun) {
             debug!(target = %run.route.target, op = e.op, code = %e.code, "could not keep the lag hint: {}", e.message)
         }
     }
+    true
 }
 
 pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readiness) {
@@ -196,12 +198,8 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                     p.lock().unwrap().on_write(canary.seq, sent, acked);
                     wake.notify_one();
                 }
-                let learned = run
-                    .pairs
-                    .iter()
-                    .all(|p| p.lock().unwrap().lag_estimate().is_some());
-                if learned && hint_kept.is_none_or(|t| acked >= t + LAG_HINT_EVERY) {
-                    keep_hint(&run).await;
+                // The time test first: estimates are computed only when due.
+                if hint_kept.is_none_or(|t| acked >= t + LAG_HINT_EVERY) && keep_hint(&run).await {
                     hint_kept = Some(acked);
                 }
             }
