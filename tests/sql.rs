@@ -53,13 +53,15 @@ fn accuracy(kind: &str, delay: &str, lo: f64, hi: f64, median: (f64, f64)) {
         .unwrap_or(0.0);
     let warm = measured_lags(&agent, &t).len();
     std::thread::sleep(Duration::from_secs(16));
-    delayed.undo();
+    // Read everything while the delay still holds: once it is undone, the
+    // canary in flight applies at once and is rightly measured below it.
     let reads = agent.value("rpo_replica_reads_total", &l(&t)).unwrap() - reads0;
     let seen = agent.value("rpo_canaries_observed_total", &l(&t)).unwrap() - seen0;
     let lags: Vec<f64> = measured_lags(&agent, &t)[warm..]
         .iter()
         .map(|(_, l)| *l)
         .collect();
+    delayed.undo();
     assert!(
         lags.len() >= 10,
         "{t}: only {} canaries observed",
@@ -123,9 +125,11 @@ fn mariadb_lag_matches_each_canarys_apply_time() {
     std::thread::sleep(Duration::from_secs(16));
     let reads = agent.value("rpo_replica_reads_total", &l(t)).unwrap() - reads0;
     let seen = agent.value("rpo_canaries_observed_total", &l(t)).unwrap() - seen0;
+    // Taken while the delay holds (see `accuracy`).
+    let measured = measured_lags(&agent, t);
     delayed.undo();
     let truth: std::collections::HashMap<u64, f64> = truth().into_iter().collect();
-    let rows: Vec<(f64, f64)> = measured_lags(&agent, t)[warm..]
+    let rows: Vec<(f64, f64)> = measured[warm..]
         .iter()
         .filter_map(|(seq, lag)| truth.get(seq).map(|g| (*lag, *g)))
         .collect();
