@@ -4,7 +4,10 @@ Why it exists: it is the plug between `lab` (labctl.py) and the AWS stand-in: it
 ports, starts the server and waits until it answers, says what goes into lab.env, stops it, and
 routes `lab fault ... dynamodb|s3|aws ...`: replication/API faults go to the server's control
 API; `aws kill` / `aws start` / `aws restart` simulate an outage of the whole AWS endpoint
-(SIGKILL, then a new process on the SAME ports that replays its control-plane journal).
+(SIGKILL, then a new process on the SAME ports that replays its control-plane journal);
+`aws region-down REGION [--refuse]` / `aws region-up REGION` (one region not answering) go to
+the control API, or straight into DIR/aws-faults.json while the server is killed (the next
+`aws start` loads them).
 """
 
 from __future__ import annotations
@@ -122,6 +125,15 @@ def _process_fault(lab_dir: Path, state: dict[str, Any], argv: list[str]) -> str
             while pid_alive(pid):
                 time.sleep(0.01)
         return f"aws: killed (PID {pid})"
+    if verb in ("region-down", "region-up"):
+        if pid and pid_alive(pid):
+            answer = _control(state, "POST", "/fault", {"argv": ["aws", *argv]})
+            if not answer.get("ok"):
+                raise ValueError(answer.get("error", answer))
+            return answer["message"]
+        from awsserver.faults import FaultState  # stdlib only: no moto import here
+
+        return FaultState(lab_dir / "aws-faults.json").apply_command(["aws", *argv]) + " (server not running: saved for `aws start`)"
     if verb in ("start", "restart"):
         if verb == "restart" and pid and pid_alive(pid):
             stop_pids([pid], match=str(lab_dir))
@@ -130,7 +142,7 @@ def _process_fault(lab_dir: Path, state: dict[str, Any], argv: list[str]) -> str
         new = _start(lab_dir, state["port"], state["control_port"], state.get("quiet", False))
         state["pids"] = [new]
         return f"aws: started on port {state['port']} (PID {new})"
-    raise ValueError("usage: aws kill | aws start | aws restart")
+    raise ValueError("usage: aws kill | aws start | aws restart | aws region-down REGION [--refuse] | aws region-up REGION")
 
 
 def status(lab_dir: Path, state: dict[str, Any]) -> str:
@@ -144,6 +156,12 @@ def status(lab_dir: Path, state: dict[str, Any]) -> str:
         lines.append(
             f"queue {q['service']} {q['name']} {q['source_region']}->{q['replica_region']}: "
             f"{q['queued']} queued, {q['applied']} applied{' (stalled)' if q['stalled'] else ''}"
+            f"{''.join(f' (held: {r} down)' for r in q.get('region_down', []))}"
+        )
+    for r in s.get("regions_down", []):
+        lines.append(
+            f"region {r['region']} down ({'connections reset' if r['mode'] == 'refuse' else 'requests hang'}): "
+            f"{r['hanging']} request(s) held now, {r['unanswered']} left unanswered"
         )
     for f in s.get("faults", []):
         lines.append(f"faults {f['service']} {f['name'] or '(global)'}: {json.dumps(f['faults'])}")

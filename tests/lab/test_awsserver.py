@@ -57,8 +57,10 @@ class Lab:
             endpoint_url=self.env["AWS_ENDPOINT_URL"],
             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-            # No retries: a test must see exactly what the server answered.
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}, **cfg),
+            # No retries: a test must see exactly what the server answered. (botocore's
+            # `max_attempts` still allows one retry of a timeout or a reset: pass
+            # retries={"total_max_attempts": 1} where that matters.)
+            config=Config(**{"retries": {"max_attempts": 1, "mode": "standard"}, **cfg}),
         )
 
     def truth(self, **match) -> list[dict]:
@@ -574,10 +576,10 @@ class RawConn:
         self.sock = socket.create_connection((host, self.port), timeout=5)
         self.rfile = self.sock.makefile("rb")
 
-    def request(self, method: str, path: str, service: str = "s3", body: bytes = b"", headers: dict | None = None) -> bytes:
+    def request(self, method: str, path: str, service: str = "s3", body: bytes = b"", headers: dict | None = None, region: str = SRC) -> bytes:
         h = {
             "Host": f"127.0.0.1:{self.port}",
-            "Authorization": f"AWS4-HMAC-SHA256 Credential=lab/20261123/{SRC}/{service}/aws4_request, SignedHeaders=host, Signature=0",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential=lab/20261123/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0",
             **(headers or {}),
         }
         if "Transfer-Encoding" not in h and "Content-Length" not in h and (body or method in ("PUT", "POST")):
@@ -706,6 +708,162 @@ def http_keep_alive_and_framing(lab: Lab) -> None:
     assert len(opened) == 1, f"{len(opened)} connections for 20 requests"
 
 
+# ---- region outage (`aws region-down REGION [--refuse]`, `aws region-up REGION`) ----------------
+
+def control(lab: Lab, path: str, argv: list[str] | None = None) -> dict:
+    """The control API directly (GET /status, POST /fault): a few ms, where `lab fault` (a
+    process) would be too slow for the timing of a test."""
+    import urllib.request
+
+    data = json.dumps({"argv": argv}).encode() if argv is not None else None
+    req = urllib.request.Request(lab.env["LAB_CONTROL_URL"] + path, data=data, method="POST" if data else "GET")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+ONE_ATTEMPT = {"total_max_attempts": 1, "mode": "standard"}  # not even a retry of a timeout/reset
+
+
+def outage(lab: Lab, region: str) -> dict | None:
+    return next((r for r in control(lab, "/status")["regions_down"] if r["region"] == region), None)
+
+
+def no_answer(fn: Callable[[], object]) -> tuple[BaseException, float]:
+    """Calls fn, which must fail without any HTTP answer (timeout, reset, closed); returns the
+    error and how long it took."""
+    t0 = time.monotonic()
+    try:
+        fn()
+    except ClientError as e:
+        raise AssertionError(f"got an HTTP answer: {e}") from None
+    except Exception as e:
+        return e, time.monotonic() - t0
+    raise AssertionError("expected no answer, the call succeeded")
+
+
+@test
+def aws_region_down_hangs_only_that_region(lab: Lab) -> None:
+    import threading
+    import urllib.request
+
+    s3src, s3dst = lab.client("s3", SRC), lab.client("s3", DST)
+    s3src.create_bucket(Bucket="rd-src", CreateBucketConfiguration={"LocationConstraint": SRC})
+    s3dst.create_bucket(Bucket="rd-dst", CreateBucketConfiguration={"LocationConstraint": DST})
+    s3dst.put_object(Bucket="rd-dst", Key="k", Body=b"v")
+    presigned = lab.client("s3", DST, signature_version="s3v4").generate_presigned_url(
+        "get_object", Params={"Bucket": "rd-dst", "Key": "k"}, ExpiresIn=60)
+    assert "X-Amz-Credential=" in presigned and "Authorization" not in presigned
+    # Clients are made here: boto3's default session is not thread-safe for creating them.
+    quick = {"read_timeout": 1, "connect_timeout": 1, "retries": ONE_ATTEMPT}
+    down = {
+        "dynamodb": (lambda c: lambda: c.list_tables())(lab.client("dynamodb", DST, **quick)),
+        "dynamodbstreams": (lambda c: lambda: c.list_streams())(lab.client("dynamodbstreams", DST, **quick)),
+        "s3": (lambda c: lambda: c.head_object(Bucket="rd-dst", Key="k"))(lab.client("s3", DST, **quick)),
+        "cloudwatch": (lambda c: lambda: c.list_metrics())(lab.client("cloudwatch", DST, **quick)),
+        "presigned": lambda: urllib.request.urlopen(presigned, timeout=1).read(),
+    }
+    healthy = [
+        lab.client("dynamodb", SRC).list_tables,
+        lambda: s3src.head_bucket(Bucket="rd-src"),
+        lab.client("cloudwatch", SRC).list_metrics,
+    ]
+    lab.fault("aws", "region-down", DST)
+    try:
+        assert json.loads((lab.dir / "aws-faults.json").read_text())["regions_down"] == {DST: "hang"}
+        results: dict[str, tuple[BaseException, float]] = {}
+        threads = [threading.Thread(target=lambda n=n, f=f: results.__setitem__(n, no_answer(f))) for n, f in down.items()]
+        for t in threads:
+            t.start()
+        wait_for(lambda: outage(lab, DST)["hanging"] == len(down), 0.8, f"{len(down)} requests held")
+        # Meanwhile, the other region answers at once.
+        for call in healthy:
+            t0 = time.monotonic()
+            call()
+            assert time.monotonic() - t0 < 0.3, f"a healthy-region request took {time.monotonic() - t0:.2f}s"
+        for t in threads:
+            t.join(5)
+        for name, (err, took) in results.items():
+            assert "timeout" in type(err).__name__.lower() or "timed out" in str(err), (name, repr(err))
+            assert 0.95 <= took < 1.5, (name, took)
+        assert len(results) == len(down), results
+        # The clients gave up and closed: their threads are free again.
+        wait_for(lambda: outage(lab, DST)["hanging"] == 0, 1.5, "held requests released")
+        # A held request gets nothing, and is closed without answer on region-up.
+        c = RawConn(lab)
+        c.send(c.request("POST", "/", "dynamodb", b"{}", {"X-Amz-Target": "DynamoDB_20120810.ListTables"}, region=DST))
+        c.sock.settimeout(0.3)
+        try:
+            got = c.sock.recv(1)
+            raise AssertionError(f"answered while the region is down: {got!r}")
+        except TimeoutError:
+            pass
+    finally:
+        lab.fault("aws", "region-up", DST)
+    c.sock.settimeout(1)
+    t0 = time.monotonic()
+    assert c.sock.recv(1) == b"" and time.monotonic() - t0 < 0.5, "not closed on region-up"
+    c.sock.close()
+    assert outage(lab, DST) is None and control(lab, "/status")["regions_down"] == []
+    # Up again: every service answers.
+    for name, call in down.items():
+        call()
+
+
+@test
+def aws_region_down_refuse(lab: Lab) -> None:
+    ddb, s3 = lab.client("dynamodb", DST, retries=ONE_ATTEMPT), lab.client("s3", DST, retries=ONE_ATTEMPT)
+    lab.fault("aws", "region-down", DST, "--refuse")
+    try:
+        for call in (ddb.list_tables, lambda: s3.head_bucket(Bucket="rd-dst")):
+            err, took = no_answer(call)
+            assert took < 0.5, (repr(err), took)
+        c = RawConn(lab)  # what the client sees on the wire: a reset, no answer
+        c.send(c.request("HEAD", "/rd-dst", region=DST))
+        t0 = time.monotonic()
+        try:
+            got = c.sock.recv(1)
+            raise AssertionError(f"expected a connection reset, got {got!r}")
+        except ConnectionResetError:
+            assert time.monotonic() - t0 < 0.5
+        c.sock.close()
+        lab.client("dynamodb", SRC).list_tables()  # other regions unaffected
+        assert outage(lab, DST)["mode"] == "refuse"
+    finally:
+        lab.fault("aws", "region-up", DST)
+    ddb.list_tables()
+    s3.head_bucket(Bucket="rd-dst")
+
+
+@test
+def aws_region_down_holds_replication(lab: Lab) -> None:
+    src, dst = global_table(lab, "t-outage")
+    s3src, s3dst = s3_pair(lab, "s3-src-out", "s3-dst-out")
+    lab.fault("dynamodb", "delay", "300ms", "--table", "t-outage")
+    # OUT of the region: committed in DST, not yet replicated when DST goes down.
+    dst.put_item(TableName="t-outage", Item={"pk": {"S": "from-osaka"}, "seq": {"N": "100"}})
+    control(lab, "/fault", ["aws", "region-down", DST])
+    try:
+        # INTO the region: written in the healthy one.
+        for i in range(3):
+            src.put_item(TableName="t-outage", Item={"pk": {"S": f"o{i}"}, "seq": {"N": str(i)}})
+        s3src.put_object(Bucket="s3-src-out", Key="rpo-canary/out/1", Body=b"1")
+        time.sleep(0.5)  # well past the 300 ms delay
+        assert lab.truth(table="t-outage") == [] and lab.truth(bucket="s3-src-out") == [], "replicated while down"
+        assert replica_item(src, "t-outage", "from-osaka") is None
+        assert head_status(s3src, "s3-src-out", "rpo-canary/out/1") == "PENDING"
+        queues = {(q["service"], q["source_region"], q["replica_region"]): q
+                  for q in control(lab, "/status")["replication"] if q["name"] in ("t-outage", "s3-src-out")}
+        for pair, n in ((("dynamodb", SRC, DST), 3), (("dynamodb", DST, SRC), 1), (("s3", SRC, DST), 1)):
+            assert queues[pair]["queued"] == n and queues[pair]["region_down"] == [DST], (pair, queues[pair])
+    finally:
+        lab.fault("aws", "region-up", DST)
+    wait_for(lambda: replica_item(dst, "t-outage", "o2") and replica_item(src, "t-outage", "from-osaka")
+             and head_status(s3dst, "s3-dst-out", "rpo-canary/out/1") == "REPLICA", 1, "queued changes after region-up")
+    seqs = [l["seq"] for l in lab.truth(table="t-outage", source_region=SRC)]
+    assert seqs == [0, 1, 2], f"not applied in order: {seqs}"
+    assert head_status(s3src, "s3-src-out", "rpo-canary/out/1") == "COMPLETED"
+
+
 # ---- process faults (last: a restart loses data items) ---------------------------------------
 
 @test
@@ -713,7 +871,9 @@ def aws_kill_and_start_keeps_tables_and_buckets(lab: Lab) -> None:
     global_table(lab, "t-restart")
     lab.fault("dynamodb", "delay", "250ms", "--table", "t-restart")
     lab.fault("s3", "delay", "0s", "--bucket", "s3-src-ok")
+    lab.fault("aws", "region-down", "eu-west-1", "--refuse")
     lab.fault("aws", "kill")
+    lab.fault("aws", "region-down", "us-west-2", "--refuse")  # while killed: into aws-faults.json
     src = lab.client("dynamodb", SRC, connect_timeout=1)
     try:
         src.list_tables()
@@ -723,6 +883,12 @@ def aws_kill_and_start_keeps_tables_and_buckets(lab: Lab) -> None:
     except Exception:
         pass  # connection refused, as it should be
     lab.fault("aws", "start")
+    # Region outages survive the restart (and one set while killed applies at start).
+    assert {r["region"]: r["mode"] for r in control(lab, "/status")["regions_down"]} == {"eu-west-1": "refuse", "us-west-2": "refuse"}
+    for region in ("eu-west-1", "us-west-2"):
+        assert no_answer(lab.client("dynamodb", region, retries=ONE_ATTEMPT).list_tables)[1] < 0.5
+        lab.fault("aws", "region-up", region)
+        lab.client("dynamodb", region).list_tables()
     src, dst = lab.client("dynamodb", SRC), lab.client("dynamodb", DST)
     for client, other in ((src, DST), (dst, SRC)):
         t = client.describe_table(TableName="t-restart")["Table"]

@@ -10,6 +10,10 @@ Faults live in *scopes*: (service, name) where service is "dynamodb" or "s3" and
 setting wins over the global one, so tests sharing one lab can each scope their own faults.
 The state is saved to a file after every change so an `aws kill` / `aws start` keeps it, as a
 real region keeps its behaviour across our simulated outage.
+
+Besides the scopes, whole regions can be down (`aws region-down REGION [--refuse]`): every API
+request signed for that region is held without an answer ("hang") or its connection reset
+("refuse") by the gateway, and replication into or out of the region is held like a stall.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from pathlib import Path
 from typing import Callable
 
 SERVICES = ("dynamodb", "s3")
+
+# Region outage modes (`aws region-down REGION [--refuse]`).
+REGION_HANG, REGION_REFUSE = "hang", "refuse"
+_REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]+")
 
 # Error kinds per service: what `error KIND ...` accepts. "latency" takes a duration, the others
 # a rate (probability 0..1 per request).
@@ -95,6 +103,9 @@ class FaultState:
     def __init__(self, path: Path | None = None):
         self._lock = threading.Lock()
         self._scopes: dict[tuple[str, str | None], ScopeFaults] = {}
+        self._regions_down: dict[str, str] = {}  # region -> REGION_HANG | REGION_REFUSE
+        # Requests held by a hanging region wait on this; every region-down/up wakes them.
+        self._region_cond = threading.Condition(self._lock)
         self._listeners: list[Callable[[], None]] = []
         self._path = path
         self._rng = random.Random()
@@ -112,12 +123,17 @@ class FaultState:
             self._scopes[(entry["service"], entry["name"])] = ScopeFaults(
                 **entry["faults"], errors=errors
             )
+        for region, mode in (data.get("regions_down") or {}).items():
+            if mode in (REGION_HANG, REGION_REFUSE):
+                self._regions_down[region] = mode
 
     def _save(self) -> None:
         if self._path is None:
             return
         tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"scopes": self._snapshot_locked()}, indent=1))
+        tmp.write_text(json.dumps(
+            {"scopes": self._snapshot_locked(), "regions_down": dict(sorted(self._regions_down.items()))}, indent=1
+        ))
         tmp.replace(self._path)
 
     def _snapshot_locked(self) -> list[dict]:
@@ -130,6 +146,11 @@ class FaultState:
     def snapshot(self) -> list[dict]:
         with self._lock:
             return self._snapshot_locked()
+
+    def regions_down(self) -> dict[str, str]:
+        """{region: "hang" | "refuse"} for every region that is down."""
+        with self._lock:
+            return dict(sorted(self._regions_down.items()))
 
     def add_listener(self, fn: Callable[[], None]) -> None:
         self._listeners.append(fn)
@@ -172,6 +193,32 @@ class FaultState:
         with self._lock:
             return self._scope(service, name).stalled or self._scope(service, None).stalled
 
+    def held(self, service: str, name: str, src_region: str, dst_region: str) -> bool:
+        """May a change of this pair not be applied now? (stalled, or either region down)"""
+        with self._lock:
+            return (
+                self._scope(service, name).stalled
+                or self._scope(service, None).stalled
+                or src_region in self._regions_down
+                or dst_region in self._regions_down
+            )
+
+    def region_down(self, region: str) -> str | None:
+        """The outage mode of `region`, None when it is up. Called for every request: no lock
+        when no region is down (a dict read is atomic under the GIL)."""
+        if not self._regions_down:
+            return None
+        with self._lock:
+            return self._regions_down.get(region)
+
+    def wait_region(self, region: str, timeout: float) -> str | None:
+        """Wait up to `timeout` while `region` hangs (woken at once by `region-up` /
+        `region-down`); returns the region's mode afterwards."""
+        with self._region_cond:
+            if self._regions_down.get(region) == REGION_HANG:
+                self._region_cond.wait(timeout)
+            return self._regions_down.get(region)
+
     def error_rules(self, service: str, names: list[str], op: str | None) -> list[ErrorRule]:
         """Rules that apply to a request touching `names` (tables/buckets) with operation `op`."""
         with self._lock:
@@ -195,6 +242,13 @@ class FaultState:
         args = list(argv)
         if not args:
             raise FaultError("expected: <dynamodb|s3> <fault> [args] [--table T | --bucket B]")
+        if args[0] == "aws":
+            with self._lock:
+                msg = self._apply_region(args[1:])
+                self._changed()
+                self._region_cond.notify_all()
+            self._notify()
+            return msg
         service = args.pop(0)
         if service not in SERVICES:
             raise FaultError(f"unknown service {service!r}: expected one of {', '.join(SERVICES)}")
@@ -218,6 +272,25 @@ class FaultState:
             self._changed()
         self._notify()
         return msg
+
+    def _apply_region(self, args: list[str]) -> str:
+        verb, rest = (args[0], args[1:]) if args else ("", [])
+        if verb in ("kill", "start", "restart"):
+            raise FaultError(f"aws {verb} is a process fault: use `lab fault --dir DIR aws {verb}`")
+        refuse = "--refuse" in rest
+        rest = [a for a in rest if a != "--refuse"]
+        if verb not in ("region-down", "region-up") or len(rest) != 1 or (refuse and verb == "region-up"):
+            raise FaultError("usage: aws region-down REGION [--refuse] | aws region-up REGION")
+        region = rest[0]
+        if not _REGION_NAME.fullmatch(region):
+            raise FaultError(f"bad region {region!r}: expected e.g. ap-northeast-3")
+        if verb == "region-up":
+            was = self._regions_down.pop(region, None)
+            return f"aws region {region}: up" + ("" if was else " (was not down)")
+        mode = REGION_REFUSE if refuse else REGION_HANG
+        self._regions_down[region] = mode
+        what = "connections reset" if refuse else "requests hang"
+        return f"aws region {region}: down ({what}, replication into/out of it held)"
 
     def _apply_locked(self, service: str, name: str | None, verb: str, rest: list[str], where: str) -> str:
         scope = self._scope(service, name)

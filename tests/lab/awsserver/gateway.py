@@ -2,7 +2,8 @@
 
 Why it exists: every AWS API request passes here once, so this is the one place that
 1. reads what the request is (service, region, operation, resources: apirequest.py),
-2. injects API faults (latency, throttling, 5xx) for the matching scope and operation,
+2. holds or refuses every request signed for a region that is down (`aws region-down`), and
+   injects API faults (latency, throttling, 5xx) for the matching scope and operation,
 3. lets a service extension answer or prepare (`before`), e.g. create DynamoDB replicas or
    refuse an S3 bucket asked for in the wrong region,
 4. calls moto, buffered, so the extension can look at the outcome (`after`): queue replication,
@@ -17,17 +18,40 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
+import socket
+import threading
 import time
 from typing import Any, Callable, Protocol
 
 from werkzeug.test import EnvironBuilder
 
 from .apirequest import AwsRequest, read_request
-from .faults import FaultState
+from .faults import REGION_HANG, FaultState
 from .journal import Journal
-from .replies import Reply
+from .replies import NoAnswer, Reply
 
 log = logging.getLogger("gateway")
+
+# A request to a hanging region is held at most this long, then closed without an answer.
+REGION_HANG_CAP = 120.0
+# How often a held request checks whether its client is gone (then its thread is freed).
+_PEER_CHECK = 0.25
+
+
+def _peer_closed(sock: socket.socket | None) -> bool:
+    """Has the client closed its side (EOF or reset)? Never blocks (the connection's socket has
+    a timeout, so a plain recv would first wait for data)."""
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        return sock.recv(1, socket.MSG_PEEK) == b""  # readable: data (pipelined) or EOF
+    except (OSError, ValueError):
+        return True
 
 
 class ServiceExtension(Protocol):
@@ -61,6 +85,9 @@ class Gateway:
         self.faults = faults
         self.extensions = extensions  # keyed by SigV4 signing name
         self.journal = journal
+        # Per down region: requests held right now, and closed/reset without answer so far.
+        self._outage_lock = threading.Lock()
+        self._outage_counts: dict[str, dict[str, int]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
         reply = self.handle(environ, replaying=False)
@@ -69,6 +96,8 @@ class Gateway:
 
     def handle(self, environ: dict[str, Any], replaying: bool) -> Reply:
         req = read_request(environ)
+        if not replaying and req.region and self.faults.region_down(req.region):
+            self._region_outage(req, environ)  # raises NoAnswer (unless the region came back)
         ext = self.extensions.get(req.service or "")
         if ext is not None and not replaying:
             injected = self._inject_faults(req, ext)
@@ -89,6 +118,51 @@ class Gateway:
         if not replaying and 200 <= reply.status < 300 and ext.journaled(req):
             self.journal.record(req.method, req.path, req.query, req.headers, req.body)
         return reply
+
+    # ---- region outage (`aws region-down REGION [--refuse]`) -----------------------------
+    def _count(self, region: str, what: str, delta: int) -> None:
+        with self._outage_lock:
+            counts = self._outage_counts.setdefault(region, {"hanging": 0, "unanswered": 0})
+            counts[what] += delta
+
+    def _region_outage(self, req: AwsRequest, environ: dict[str, Any]) -> None:
+        """The request has been read; now it gets no answer. Hang: hold it (its own connection's
+        thread only, never the moto lock) until the region is up again, the client gives up, or
+        REGION_HANG_CAP passes, then close. Refuse: reset the connection at once. The request is
+        never executed either way."""
+        region = req.region or ""
+        mode = self.faults.region_down(region)
+        held_for = 0.0
+        if mode == REGION_HANG:
+            sock = environ.get("werkzeug.socket")
+            started = time.monotonic()
+            deadline = started + REGION_HANG_CAP
+            self._count(region, "hanging", 1)
+            try:
+                while mode == REGION_HANG:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or _peer_closed(sock):
+                        break
+                    mode = self.faults.wait_region(region, min(_PEER_CHECK, left))
+            finally:
+                self._count(region, "hanging", -1)
+            held_for = time.monotonic() - started
+        if mode is None and held_for == 0.0:
+            return  # came back up between the two looks: serve it
+        self._count(region, "unanswered", 1)
+        reset = mode not in (None, REGION_HANG)  # refuse (also when it turned refuse while held)
+        how = "connection reset" if reset else f"closed without answer after {held_for:.2f}s"
+        log.info("region %s down: %s %s -> %s", region, req.service, req.op or req.method, how)
+        raise NoAnswer(f"region {region} is down", reset=reset)
+
+    def outage_status(self) -> list[dict[str, Any]]:
+        down = self.faults.regions_down()
+        with self._outage_lock:
+            counts = {r: dict(c) for r, c in self._outage_counts.items()}
+        return [
+            {"region": r, "mode": m, **counts.get(r, {"hanging": 0, "unanswered": 0})}
+            for r, m in down.items()
+        ]
 
     @staticmethod
     def _guarded(what: str, fn: Callable, *args: Any) -> Any:

@@ -22,12 +22,18 @@ One thread per connection (the server is threaded); a connection idle for `IDLE_
 seconds is closed, which is longer than the SDKs' own pool idle timeouts (hyper: 90 s), so a
 client never sends on a connection the lab is closing. A request held by a latency fault only
 holds its own connection's thread.
+
+When the application raises `replies.NoAnswer` (a region that is down: gateway.py), nothing is
+sent: the connection is closed (FIN), or with `reset` aborted (SO_LINGER 0, so the kernel sends
+a RST and the client sees "connection reset", the closest to "refused" one port for every
+region can do).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import struct
 import sys
 import time
 from email.utils import formatdate
@@ -35,6 +41,8 @@ from http import HTTPStatus
 from typing import Any
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+from .replies import NoAnswer
 
 log = logging.getLogger("http")
 _werkzeug_log = logging.getLogger("werkzeug")
@@ -169,6 +177,7 @@ class KeepAliveRequestHandler(MotoRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self._abort = False  # finish() resets the connection instead of closing it
         try:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -201,7 +210,14 @@ class KeepAliveRequestHandler(MotoRequestHandler):
         if body_in._chunked:
             environ.pop("CONTENT_LENGTH", None)  # chunked wins (RFC 9112 6.3)
 
-        status, headers, body = self._call_app(environ)
+        try:
+            status, headers, body = self._call_app(environ)
+        except NoAnswer as e:
+            self.close_connection = True
+            self._abort = e.reset
+            if not e.reset:
+                body_in.drain()  # an orderly close: no unread data (that would make it a reset)
+            return
         # Whatever the application left unread, even when closing (unread data at close makes
         # the kernel answer with a reset, which can destroy the answer in flight).
         if not body_in.drain():
@@ -230,14 +246,27 @@ class KeepAliveRequestHandler(MotoRequestHandler):
                     app_iter.close()
             code = int(str(captured["status"]).split(None, 1)[0])
             return code, captured["headers"], b"".join(parts)
-        except (ConnectionError, TimeoutError):
-            raise  # the client is gone or silent: werkzeug's handle() drops the connection
+        except (ConnectionError, TimeoutError, NoAnswer):
+            raise  # the client is gone or silent (werkzeug's handle() drops the connection), or no answer
         except Exception as e:
             self.close_connection = True
             if isinstance(e, BadFraming):
                 return 400, [("Content-Type", "text/plain")], f"{e}\n".encode()
             log.exception("error on request %s %s", self.command, self.path)
             return 500, [("Content-Type", "text/plain")], b"Internal Server Error: see aws.log\n"
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if self._abort:
+                # Close it here, with linger 0: the server's own shutdown(SHUT_WR) would send a
+                # FIN first (it then fails harmlessly on the closed socket).
+                try:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                except OSError:
+                    pass
 
     def _send(self, code: int, headers: list[tuple[str, str]], body: bytes) -> None:
         no_body = self.command == "HEAD" or 100 <= code < 200 or code in (204, 304)

@@ -2,7 +2,8 @@
 
 Why it exists: both DynamoDB global tables and S3 replication need the same machinery: a change
 committed in one region becomes visible in another after the injected delay (+ jitter), in
-commit order per source/destination pair, and not at all while replication is stalled. The
+commit order per source/destination pair, and not at all while replication is stalled or either
+region of the pair is down (`aws region-down`: the queue holds and applies in order once it is up). The
 services decide *what* a change does (`run`); this module decides *when* it runs.
 
 Order: a change whose jittered due time is earlier than its predecessor's waits for it (FIFO),
@@ -34,7 +35,7 @@ class _PairQueue:
     def __init__(self, key: tuple[str, str, str, str], faults: FaultState, apply_lock):
         self.key = key
         self.apply_lock = apply_lock
-        self.service, self.name = key[0], key[1]
+        self.service, self.name, self.src, self.dst = key
         self.faults = faults
         self.cond = threading.Condition()
         self.items: collections.deque[Change] = collections.deque()
@@ -56,8 +57,9 @@ class _PairQueue:
             while True:
                 if not self.items:
                     self.cond.wait()
-                elif self.faults.stalled(self.service, self.name):
-                    # Woken by the fault listener on resume; the timeout is only a safety net.
+                elif self.faults.held(self.service, self.name, self.src, self.dst):
+                    # Woken by the fault listener on resume / region-up; the timeout is only a
+                    # safety net.
                     self.cond.wait(1.0)
                 else:
                     wait = self.items[0].due - time.monotonic()
@@ -115,6 +117,7 @@ class Replicator:
     def status(self) -> list[dict]:
         with self._lock:
             queues = list(self._queues.values())
+        down = self.faults.regions_down()
         return [
             {
                 "service": q.service,
@@ -124,6 +127,7 @@ class Replicator:
                 "queued": len(q.items),
                 "applied": q.applied,
                 "stalled": self.faults.stalled(q.service, q.name),
+                "region_down": [r for r in (q.src, q.dst) if r in down],  # held by an outage
             }
             for q in queues
         ]

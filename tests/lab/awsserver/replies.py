@@ -16,6 +16,17 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 
+class NoAnswer(Exception):
+    """Raised by the gateway instead of answering: the HTTP layer (http11.py) closes the
+    connection without sending anything. `reset`: abort it (RST, the client sees a connection
+    reset) instead of an orderly close (FIN, the client sees the connection closed before any
+    answer). Used by `aws region-down` (a region that does not answer)."""
+
+    def __init__(self, why: str, reset: bool = False):
+        super().__init__(why)
+        self.reset = reset
+
+
 @dataclass
 class Reply:
     status: int

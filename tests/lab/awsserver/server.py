@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             "pid": os.getpid(),
             "aws_port": args.port,
             "faults": faults.snapshot(),
+            "regions_down": gateway.outage_status(),
             "replication": replicator.status(),
             "dynamodb_global_tables": dynamodb.status(),
             "s3_replication": s3.status(),
