@@ -10,6 +10,8 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use crate::config::FleetConfig;
+use crate::fleet::lease::LeaseTable;
 use crate::probe::{Finding, Roles};
 use crate::route::Route;
 
@@ -90,6 +92,20 @@ async fn one_route(route: &Route) -> Vec<Finding> {
 
 /// Renders the lines: `✓ target: what`, and for a problem `✗ target: what`
 /// followed by the problem and its fix, indented.
+/// The fleet's lease table: it exists, with the key the leases need.
+pub async fn fleet_line(table: &LeaseTable, f: &FleetConfig) -> Line {
+    let what = format!("fleet {}: lease table {} in {}", f.name, f.table, f.region);
+    let finding = match table.problem().await {
+        Ok(None) => Finding::ok(what),
+        Ok(Some(p)) => Finding::problem(what, p),
+        Err(e) => Finding::problem(what, e.to_string()),
+    };
+    Line {
+        target: "[fleet]".to_string(),
+        finding,
+    }
+}
+
 pub fn render(lines: &[Line]) -> String {
     let mut out = String::new();
     for l in lines {

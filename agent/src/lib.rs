@@ -13,6 +13,7 @@ pub mod canary;
 pub mod check;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod once;
 pub mod poll;
 pub mod probe;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use prometheus::Registry;
 use rpo_agent::aws::AwsPlumbing;
 use rpo_agent::config::{self, Config};
+use rpo_agent::fleet::Fleet;
 use rpo_agent::shutdown::Shutdown;
 use rpo_agent::{agent_id, check, once, routes, scheduler};
 use rpo_exporter::{Metrics, StatusBoard};
@@ -191,8 +192,23 @@ async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     info!(agent_id = %id, listen = %listener.local_addr()?, targets = cfg.targets.len(), version = VERSION, "rpo-agent starting");
     let aws = AwsPlumbing::new(metrics.clone());
     let routes = routes::build(&cfg, &id, &aws).await?;
+    let fleet = match &cfg.fleet {
+        Some(f) => {
+            let targets: Vec<(String, &'static str)> = cfg
+                .targets
+                .iter()
+                .map(|t| (t.name.clone(), t.kind.as_str()))
+                .collect();
+            Some(Fleet::new(f, &id, &targets, &aws).await)
+        }
+        None => None,
+    };
+    let gates = fleet.as_ref().map(Fleet::gates).unwrap_or_default();
 
     let (stop_tx, shutdown) = Shutdown::new();
+    // The lease manager sees SIGTERM with the writers: it releases the
+    // leases at once, so another agent writes within one interval.
+    let fleet_task = fleet.map(|f| tokio::spawn(f.run(shutdown.clone())));
     let (server_stop_tx, mut server_stop) = Shutdown::new();
     let server = tokio::spawn(rpo_exporter::server::serve(
         listener,
@@ -206,11 +222,17 @@ async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         board,
         shutdown,
         cfg.agent.shutdown_grace,
+        gates,
     ));
 
     wait_for_signal().await;
     info!("shutting down: no new canaries; waiting for in-flight reads");
     let _ = stop_tx.send(true);
+    if let Some(f) = fleet_task {
+        if let Err(e) = f.await {
+            error!("fleet task failed: {e}");
+        }
+    }
     if let Err(e) = sched.await {
         error!("scheduler task failed: {e}");
     }
@@ -253,13 +275,23 @@ async fn run_check(cfg: Config, fix: bool) -> anyhow::Result<ExitCode> {
     let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
     let aws = AwsPlumbing::new(Metrics::new(&Registry::new(), VERSION)?);
     let routes = routes::build(&cfg, &id, &aws).await?;
+    let fleet = match &cfg.fleet {
+        Some(f) => Some(Fleet::new(f, &id, &[], &aws).await),
+        None => None,
+    };
+    let fleet_line = || async {
+        let f = fleet.as_ref()?;
+        Some(check::fleet_line(f.table(), cfg.fleet.as_ref()?).await)
+    };
     let mut lines = check::run(&routes).await;
+    lines.extend(fleet_line().await);
     // A table `--fix` just created reaches the replicas by replication:
     // give it a few seconds before calling its absence a problem.
     let patience = std::time::Instant::now() + Duration::from_secs(10);
     while fix && lines.iter().any(|l| !l.ok()) && std::time::Instant::now() < patience {
         tokio::time::sleep(Duration::from_millis(500)).await;
         lines = check::run(&routes).await;
+        lines.extend(fleet_line().await);
     }
     print!("{}", check::render(&lines));
     Ok(if lines.iter().all(|l| l.ok()) {
@@ -279,6 +311,24 @@ async fn init(cfg: Config) -> ExitCode {
     };
     let mut failed = false;
     let mut any = false;
+    if let Some(f) = &cfg.fleet {
+        any = true;
+        let fleet = Fleet::new(f, "init", &[], &aws).await;
+        match fleet.table().create().await {
+            Ok(true) => println!(
+                "✓ fleet {}: lease table {} created in {}",
+                f.name, f.table, f.region
+            ),
+            Ok(false) => println!(
+                "✓ fleet {}: lease table {} exists in {}",
+                f.name, f.table, f.region
+            ),
+            Err(e) => {
+                failed = true;
+                println!("✗ fleet {}: {} ({}): {}", f.name, e.op, e.code, e.message);
+            }
+        }
+    }
     for t in &cfg.targets {
         if !matches!(t.kind, config::Kind::Postgres | config::Kind::Mysql) {
             continue;
@@ -293,7 +343,7 @@ async fn init(cfg: Config) -> ExitCode {
         }
     }
     if !any {
-        println!("no postgres or mysql targets: nothing to create");
+        println!("no [fleet], postgres or mysql targets: nothing to create");
     }
     if failed {
         ExitCode::FAILURE

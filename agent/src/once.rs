@@ -64,6 +64,7 @@ async fn one_route(route: &Route, wait: Duration) -> Vec<Row> {
         .write(Canary {
             seq,
             written_at_us: unix_micros(),
+            lease: None,
         })
         .await
     {

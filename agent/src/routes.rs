@@ -22,12 +22,15 @@ pub async fn build(
     agent_id: &str,
     aws: &AwsPlumbing,
 ) -> Result<Vec<Route>, RouteError> {
+    // A fleet's agents share one canary per target: the fleet's name takes
+    // the agent id's place in the keys.
+    let owner = cfg.fleet.as_ref().map_or(agent_id, |f| f.name.as_str());
     let mut routes = Vec::new();
     for t in &cfg.targets {
         match t.kind {
-            Kind::Dynamodb => routes.extend(dynamodb::routes(t, agent_id, aws).await),
-            Kind::S3 => routes.extend(s3::routes(t, agent_id, aws).await),
-            Kind::Postgres | Kind::Mysql => routes.extend(sql::routes(t, agent_id, aws)),
+            Kind::Dynamodb => routes.extend(dynamodb::routes(t, owner, aws).await),
+            Kind::S3 => routes.extend(s3::routes(t, owner, aws).await),
+            Kind::Postgres | Kind::Mysql => routes.extend(sql::routes(t, owner, aws)),
             #[allow(unreachable_patterns)]
             other => {
                 return Err(RouteError::Unsupported {

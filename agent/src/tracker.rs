@@ -123,6 +123,14 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn max_pending(&self) -> usize {
+        self.max_pending
+    }
+
     pub fn new(timeout: Duration, max_pending: usize) -> Self {
         Tracker {
             pending: VecDeque::new(),

@@ -18,4 +18,4 @@ pub use healthcheck::HealthcheckError;
 pub use metrics::{Chunks, Exposition, Metrics, ReplicaLabels, ReplicaMetrics};
 pub use routes::METRICS_CONTENT_TYPE;
 pub use server::{bind, serve, ServerError};
-pub use status::{ReplicaStatus, StatusBoard};
+pub use status::{FleetSeat, ReplicaStatus, StatusBoard};

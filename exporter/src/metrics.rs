@@ -61,10 +61,24 @@ pub struct Metrics {
     cloudwatch_metrics: IntCounterVec,
     aws_reported: GaugeVec,
     direction_changes: IntCounterVec,
+    fleet_leader: IntGaugeVec,
+    fleet_takeovers: IntCounterVec,
+    fleet_degraded: IntGaugeVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
     let g = GaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn int_gauge(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(g.clone()))?;
     Ok(g)
 }
@@ -95,6 +109,9 @@ impl Metrics {
             cloudwatch_metrics: counter(registry, "rpo_cloudwatch_metrics_requested_total", "Metrics requested from CloudWatch GetMetricData for the target (GetMetricData is billed per metric requested).", &["target"])?,
             aws_reported: gauge(registry, "rpo_aws_reported_lag_seconds", "The store's own replication lag figure, beside ours.", &with(&["metric"]))?,
             direction_changes: counter(registry, "rpo_direction_changes_total", "Times the agent swapped source and replica after a switchover or failover.", &["target", "kind"])?,
+            fleet_leader: int_gauge(registry, "rpo_fleet_leader", "1 if this agent writes the target's canaries (it holds the fleet's lease, or the lease table is unreachable), 0 if it stands by.", &["target", "kind"])?,
+            fleet_takeovers: counter(registry, "rpo_fleet_takeovers_total", "Times this agent took the target's lease from another agent (dead, frozen, or one that released it).", &["target", "kind"])?,
+            fleet_degraded: int_gauge(registry, "rpo_fleet_degraded", "1 while the fleet's lease table has been unreachable for longer than a lease: every agent then measures on its own.", &[])?,
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -152,6 +169,29 @@ impl Metrics {
         self.direction_changes
             .with_label_values(&[target, kind])
             .inc();
+    }
+
+    /// Says whether this agent writes `target`'s canaries (fleet mode);
+    /// the first call also creates `rpo_fleet_takeovers_total` at 0.
+    pub fn fleet_leader(&self, target: &str, kind: &str, leader: bool) {
+        self.fleet_leader
+            .with_label_values(&[target, kind])
+            .set(leader as i64);
+        let _ = self.fleet_takeovers.with_label_values(&[target, kind]);
+    }
+
+    /// Counts a lease of `target` taken from another agent.
+    pub fn fleet_takeover(&self, target: &str, kind: &str) {
+        self.fleet_takeovers
+            .with_label_values(&[target, kind])
+            .inc();
+    }
+
+    /// Whether the fleet is measuring without its lease table.
+    pub fn fleet_degraded(&self, degraded: bool) {
+        self.fleet_degraded
+            .with_label_values::<&str>(&[])
+            .set(degraded as i64);
     }
 
     /// Removes every per-replica gauge of `labels` (after a direction swap

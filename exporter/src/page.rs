@@ -138,7 +138,11 @@ fn summary(html: &mut String, replicas: &[ReplicaStatus]) {
         .iter()
         .filter(|r| r.rpo_seconds.is_some() && !r.within_objective())
         .count();
-    let down = replicas.iter().filter(|r| !r.up).count();
+    // A standby's probe writes nothing: it is not down.
+    let down = replicas
+        .iter()
+        .filter(|r| !r.up && r.fleet.as_ref().is_none_or(|f| f.leader))
+        .count();
     let _ = write!(
         html,
         r#"<p class="summary"><strong>{targets}</strong> target{ts}, <strong>{n}</strong> replica{rs} · "#,
@@ -205,10 +209,23 @@ fn row(html: &mut String, r: &ReplicaStatus) {
             duration(Some(u))
         ),
     };
-    let probe = if r.up {
-        r#"<span class="badge ok">UP</span>"#
-    } else {
-        r#"<span class="badge bad">DOWN</span>"#
+    let probe = match &r.fleet {
+        Some(f) if !f.leader => r#"<span class="badge na">STANDBY</span>"#,
+        _ if r.up => r#"<span class="badge ok">UP</span>"#,
+        _ => r#"<span class="badge bad">DOWN</span>"#,
+    };
+    // Fleet mode: who writes the canaries, under the direction.
+    let seat = match &r.fleet {
+        None => String::new(),
+        Some(f) => {
+            let who = match (f.leader, f.holder.as_deref()) {
+                (true, Some(_)) => "lease held here".to_string(),
+                (true, None) => "measuring alone (lease table unreachable)".to_string(),
+                (false, Some(h)) => format!("held by {}", escape(h)),
+                (false, None) => "lease free".to_string(),
+            };
+            format!(r#"<div class="sub nowrap">fleet: {who}</div>"#)
+        }
     };
     // Lost or failed canaries are data that did not arrive: make them stand out.
     let counted = |n: u64| {
@@ -222,7 +239,7 @@ fn row(html: &mut String, r: &ReplicaStatus) {
         html,
         r#"<tbody class="{class}">
 <tr>
-<td><div class="target">{target}</div><div class="sub nowrap">{kind} · {direction}</div></td>
+<td><div class="target">{target}</div><div class="sub nowrap">{kind} · {direction}</div>{seat}</td>
 <td>{probe}</td>
 <td><div class="rpo">{badge}<span>{rpo} <span class="obj">/ {objective}</span></span></div></td>
 <td class="num">{upper}</td>
@@ -285,6 +302,30 @@ mod tests {
         );
         assert!(html.contains("a&lt;id&gt;"));
         assert!(html.contains("1&quot;2"));
+    }
+
+    #[test]
+    fn a_standby_pair_says_who_holds_the_lease_and_is_not_counted_down() {
+        let mut held = status("a");
+        held.up = true;
+        held.rpo_seconds = Some(1.0);
+        held.fleet = Some(crate::status::FleetSeat {
+            leader: true,
+            holder: Some("me".into()),
+        });
+        let mut standby = status("b");
+        standby.fleet = Some(crate::status::FleetSeat {
+            leader: false,
+            holder: Some("task-<7>".into()),
+        });
+        let html = render("me", "v", true, &[held, standby]);
+        assert!(html.contains("STANDBY"), "{html}");
+        assert!(html.contains("held by task-&lt;7&gt;"), "{html}");
+        assert!(html.contains("lease held here"), "{html}");
+        assert!(
+            !html.contains("probe down") && !html.contains("probes down"),
+            "{html}"
+        );
     }
 
     #[test]

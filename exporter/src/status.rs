@@ -39,6 +39,18 @@ pub struct ReplicaStatus {
     pub last_error: Option<String>,
     /// Human description of the direction, e.g. "ap-northeast-1 → ap-northeast-3".
     pub direction: String,
+    /// Fleet mode: who writes this target's canaries (None: no fleet).
+    pub fleet: Option<FleetSeat>,
+}
+
+/// A target's lease, as the status page shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FleetSeat {
+    /// True when this agent writes the canaries (it holds the lease, or the
+    /// lease table is unreachable and it measures on its own).
+    pub leader: bool,
+    /// The agent that holds the lease, when known.
+    pub holder: Option<String>,
 }
 
 impl ReplicaStatus {
@@ -62,6 +74,7 @@ impl ReplicaStatus {
             up: false,
             last_error: None,
             direction: format!("{} → {}", labels.source_region, labels.replica_region),
+            fleet: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod duration;
 mod error;
+mod fleet;
 mod raw;
 mod validate;
 
@@ -42,6 +43,22 @@ pub const CONFIG_ENV: &str = "RPO_AGENT_CONFIG";
 pub struct Config {
     pub agent: AgentConfig,
     pub targets: Vec<TargetConfig>,
+    /// `[fleet]`: share the targets with the other agents of the fleet.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: agents of one name share the targets; per target, the agent
+/// that holds the lease (an item in `table`) writes the canaries.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Takes the agent id's place in canary keys.
+    pub name: String,
+    /// DynamoDB table of the leases, partition key `pk` (string).
+    pub table: String,
+    pub region: String,
+    /// Unrenewed this long, a lease may be taken over; renewed every lease/4.
+    pub lease: Duration,
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]

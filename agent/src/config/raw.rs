@@ -16,6 +16,23 @@ pub struct RawConfig {
     /// The stores to measure; one `[[target]]` table each.
     #[serde(default)]
     pub target: Vec<Spanned<RawTarget>>,
+    /// Agents that share their targets (one writer per target, by lease).
+    pub fleet: Option<Spanned<RawFleet>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// Agents with the same fleet name share the targets.
+    pub name: Option<Spanned<String>>,
+    /// DynamoDB table of the leases (partition key `pk`, a string).
+    pub table: Option<Spanned<String>>,
+    /// The region of the lease table (one region; the DR region is best).
+    pub region: Option<Spanned<String>>,
+    /// How long a lease lasts unrenewed (default 20s); renewed every lease/4.
+    pub lease: Option<Spanned<String>>,
+    /// Custom DynamoDB endpoint for the lease table (VPC endpoint, local lab).
+    pub endpoint_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

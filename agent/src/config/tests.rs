@@ -223,3 +223,72 @@ fn a_config_dumped_with_debug_shows_no_password() {
     assert!(dumped.contains("rpo:***@writer.example"), "{dumped}");
     assert!(!dumped.contains("hunter"), "{dumped}");
 }
+
+fn with_fleet(fleet: &str) -> Result<Config, ConfigError> {
+    parse_str(&format!("{GOOD}\n[fleet]\n{fleet}"))
+}
+
+#[test]
+fn a_fleet_gets_its_defaults() {
+    let c = with_fleet(
+        "name = \"orders-api\"\ntable = \"rpo-agent-leases\"\nregion = \"ap-northeast-3\"\n",
+    )
+    .unwrap();
+    let f = c.fleet.expect("fleet");
+    assert_eq!(f.name, "orders-api");
+    assert_eq!(f.table, "rpo-agent-leases");
+    assert_eq!(f.region, "ap-northeast-3");
+    assert_eq!(f.lease, Duration::from_secs(20));
+    assert_eq!(f.endpoint_url, None);
+    assert!(parse_str(GOOD).unwrap().fleet.is_none());
+}
+
+#[test]
+fn every_bad_fleet_names_its_key_and_line() {
+    let ok = "name = \"f\"\ntable = \"t\"\nregion = \"ap-northeast-3\"\n";
+    let line0 = GOOD.lines().count() + 3;
+    let cases: &[(&str, &str, &str, usize)] = &[
+        ("name = \"f\"\n", "name = \"a#b\"\n", "fleet.name", 0),
+        ("name = \"f\"\n", "", "fleet.name", 0),
+        ("table = \"t\"\n", "table = \"\"\n", "fleet.table", 1),
+        (
+            "region = \"ap-northeast-3\"\n",
+            "region = \"Tokyo\"\n",
+            "fleet.region",
+            2,
+        ),
+        (
+            "region = \"ap-northeast-3\"\n",
+            "region = \"ap-northeast-3\"\nlease = \"1s\"\n",
+            "fleet.lease",
+            3,
+        ),
+        (
+            "region = \"ap-northeast-3\"\n",
+            "region = \"ap-northeast-3\"\nlease = \"soon\"\n",
+            "fleet.lease",
+            3,
+        ),
+        (
+            "region = \"ap-northeast-3\"\n",
+            "region = \"ap-northeast-3\"\nendpoint_url = \"localhost:1\"\n",
+            "fleet.endpoint_url",
+            3,
+        ),
+        (
+            "region = \"ap-northeast-3\"\n",
+            "region = \"ap-northeast-3\"\nleese = \"20s\"\n",
+            "leese",
+            3,
+        ),
+    ];
+    for (from, to, key, line) in cases {
+        let err = with_fleet(&ok.replacen(from, to, 1)).unwrap_err();
+        assert_eq!(err.key, *key, "{from} -> {to}: {err}");
+        assert!(!err.fix.is_empty(), "{err}");
+        // A missing key is reported at the table's header.
+        if !to.is_empty() {
+            assert_eq!(err.line, Some(line0 + line), "{from} -> {to}: {err}");
+        }
+    }
+}

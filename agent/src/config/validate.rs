@@ -22,13 +22,19 @@ const DEFAULT_AWS_REPORTED_EVERY: Duration = Duration::from_secs(60);
 const MIN_AWS_REPORTED_EVERY: Duration = Duration::from_secs(60);
 
 /// Shorthand to build errors at a span.
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     origin: &'a Origin,
     text: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err_at(&self, at: Option<usize>, key: &str, problem: &str, fix: &str) -> ConfigError {
+    pub(super) fn err_at(
+        &self,
+        at: Option<usize>,
+        key: &str,
+        problem: &str,
+        fix: &str,
+    ) -> ConfigError {
         ConfigError::new(
             self.origin,
             at.map(|a| line_of(self.text, a)),
@@ -70,7 +76,7 @@ impl Ctx<'_> {
         })
     }
 
-    fn opt_duration(
+    pub(super) fn opt_duration(
         &self,
         v: &Option<Spanned<String>>,
         key: &str,
@@ -158,6 +164,11 @@ pub fn validate(origin: &Origin, text: &str, raw: &RawConfig) -> Result<Config, 
         }
         targets.push(tc);
     }
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .map(|f| super::fleet::fleet(&cx, f))
+        .transpose()?;
     Ok(Config {
         agent: AgentConfig {
             id,
@@ -165,6 +176,7 @@ pub fn validate(origin: &Origin, text: &str, raw: &RawConfig) -> Result<Config, 
             shutdown_grace,
         },
         targets,
+        fleet,
     })
 }
 

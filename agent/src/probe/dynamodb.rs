@@ -26,7 +26,7 @@ use crate::aws::errors::from_sdk;
 use crate::aws::{AwsPlumbing, CountAttempts};
 use crate::canary::{hint_key, item_key, unix_micros};
 use crate::config::{Direction, Endpoint, TargetConfig};
-use crate::probe::{Canary, Finding, Probe, ProbeError};
+use crate::probe::{Canary, Finding, Probe, ProbeError, LEASE_LOST};
 use crate::route::Route;
 use crate::tracker::Observation;
 
@@ -89,17 +89,38 @@ impl DynamoProbe {
     }
 
     /// `PutItem` of `item` in the source region (canaries and the lag hint).
-    async fn put_in_source(&self, item: HashMap<String, AttributeValue>) -> Result<(), ProbeError> {
-        self.source
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
+    /// With `fence` (fleet mode) the item gets `lease` = the token, and the
+    /// write is refused (`lease_lost`) when the item already carries a newer
+    /// holder's token.
+    async fn put_in_source(
+        &self,
+        mut item: HashMap<String, AttributeValue>,
+        fence: Option<u64>,
+    ) -> Result<(), ProbeError> {
+        let mut put = self.source.client.put_item().table_name(&self.table);
+        if let Some(token) = fence {
+            item.insert("lease".into(), AttributeValue::N(token.to_string()));
+            put = put
+                .condition_expression("attribute_not_exists(#l) OR #l <= :l")
+                .expression_attribute_names("#l", "lease")
+                .expression_attribute_values(":l", AttributeValue::N(token.to_string()));
+        }
+        put.set_item(Some(item))
             .customize()
             .interceptor(self.source.count.clone())
             .send()
             .await
-            .map_err(|e| from_sdk("PutItem", &e))?;
+            .map_err(|e| {
+                let err = from_sdk("PutItem", &e);
+                if fence.is_some() && err.code == "ConditionalCheckFailedException" {
+                    return ProbeError::transient(
+                        "PutItem",
+                        LEASE_LOST,
+                        "the canary item carries a newer lease: another agent of the fleet writes this target now",
+                    );
+                }
+                err
+            })?;
         Ok(())
     }
 
@@ -305,7 +326,7 @@ impl Probe for DynamoProbe {
         );
         item.insert("agent".into(), AttributeValue::S(self.agent_id.clone()));
         item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
-        self.put_in_source(item).await
+        self.put_in_source(item, canary.lease).await
     }
 
     async fn read_lag_hint(&self) -> Result<Vec<Option<Duration>>, ProbeError> {
@@ -354,7 +375,7 @@ impl Probe for DynamoProbe {
         item.insert("agent".into(), AttributeValue::S(self.agent_id.clone()));
         let ttl = unix_micros() / 1_000_000 + HINT_TTL_SECONDS;
         item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
-        self.put_in_source(item).await
+        self.put_in_source(item, None).await
     }
 
     async fn read(&self, replica: usize, _awaited: &[u64]) -> Result<Observation, ProbeError> {

@@ -14,6 +14,10 @@ use async_trait::async_trait;
 pub use crate::error::{ErrorClass, ProbeError};
 use crate::tracker::Observation;
 
+/// The error code of a canary write that the store refused because a newer
+/// lease holder of the fleet writes the target (DynamoDB's fencing).
+pub const LEASE_LOST: &str = "lease_lost";
+
 /// A canary to write.
 #[derive(Debug, Clone, Copy)]
 pub struct Canary {
@@ -21,6 +25,10 @@ pub struct Canary {
     /// Wall-clock write time, µs since the epoch (stored beside `seq` so a
     /// person looking at the store can read it).
     pub written_at_us: u64,
+    /// Fleet mode: the writer's lease counter (fencing token). A store that
+    /// can check it on write (DynamoDB: a condition on the item) refuses a
+    /// canary whose token is older than the item's.
+    pub lease: Option<u64>,
 }
 
 /// Which endpoint accepts writes, for stores with a single writer (SQL).

@@ -11,6 +11,7 @@ mod pair;
 mod reader;
 mod writer;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 
 pub use pair::PairState;
 
+use crate::fleet::Gate;
 use crate::route::{AwsReported, Route};
 use crate::shutdown::Shutdown;
 
@@ -39,6 +41,8 @@ pub struct RouteRun {
     /// permit while it runs (`MAX_CALLS`).
     pub calls: Arc<Semaphore>,
     pub board: StatusBoard,
+    /// Fleet mode: the target's lease, as this agent holds it or not.
+    pub gate: Option<Arc<Gate>>,
 }
 
 /// Canary writes and replica reads running at once, for the whole process.
@@ -75,13 +79,15 @@ impl Readiness {
 }
 
 /// Runs every route until `shutdown`, then lets readers drain in-flight
-/// canaries for at most `grace`.
+/// canaries for at most `grace`. `gates` (fleet mode; empty otherwise) say
+/// per target whether this agent writes its canaries.
 pub async fn run(
     routes: Vec<Route>,
     metrics: Metrics,
     board: StatusBoard,
     shutdown: Shutdown,
     grace: Duration,
+    gates: HashMap<String, Arc<Gate>>,
 ) {
     let readiness = Readiness {
         unprepared: Arc::new(AtomicUsize::new(routes.len())),
@@ -116,8 +122,10 @@ pub async fn run(
         let wake_readers = (0..route.replica_regions.len())
             .map(|_| Arc::new(Notify::new()))
             .collect();
+        let gate = gates.get(&route.target).cloned();
         runs.push(Arc::new(RouteRun {
             route,
+            gate,
             pairs,
             wake_readers,
             metrics: metrics.clone(),

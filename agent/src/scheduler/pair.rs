@@ -58,6 +58,9 @@ pub struct PairState {
     read_ok: bool,
     errors_logged: LogOnce,
     aws_errors_logged: LogOnce,
+    /// Fleet mode: another agent writes this target's canaries, so this
+    /// pair exports no gauges and tracks nothing.
+    standby: bool,
 }
 
 impl PairState {
@@ -88,7 +91,38 @@ impl PairState {
             read_ok: false,
             errors_logged: LogOnce::new(ERROR_LOG_EVERY),
             aws_errors_logged: LogOnce::new(AWS_ERROR_LOG_EVERY),
+            standby: false,
         }
+    }
+
+    /// Fleet mode: another agent (`holder`, when known) writes the
+    /// canaries. The pair hides its gauges (only the holder exports the
+    /// target's RPO) and forgets its canaries; counters stay.
+    pub fn stand_by(&mut self, holder: Option<String>, metrics: &rpo_exporter::Metrics) {
+        metrics.forget(&self.labels);
+        self.standby = true;
+        self.tracker = Tracker::new(self.tracker.timeout(), self.tracker.max_pending());
+        self.write_ok = false;
+        self.read_ok = false;
+        let objective = self.status.objective_seconds;
+        self.status = ReplicaStatus::new(&self.labels, objective);
+        self.status.fleet = Some(rpo_exporter::FleetSeat {
+            leader: false,
+            holder,
+        });
+    }
+
+    /// Fleet mode: this agent writes the canaries (`holder`: its own id;
+    /// None while it measures alone because the lease table is unreachable).
+    pub fn set_leader(&mut self, holder: Option<String>) {
+        self.status.fleet = Some(rpo_exporter::FleetSeat {
+            leader: true,
+            holder,
+        });
+    }
+
+    pub fn is_standby(&self) -> bool {
+        self.standby
     }
 
     /// When the replica should be read next; `None` when nothing is awaited.
@@ -168,6 +202,9 @@ impl PairState {
 
     /// AWS's own lag figure for this pair (None: AWS reports none now).
     pub fn on_aws_lag(&mut self, metric: &str, seconds: Option<f64>) {
+        if self.standby {
+            return;
+        }
         match seconds {
             Some(s) => self.metrics.aws_reported_lag(metric, s),
             None => self.metrics.clear_aws_reported_lag(metric),
@@ -271,6 +308,10 @@ impl PairState {
     /// the pair's status, and puts it on `board` without reallocating its
     /// strings (this runs for every pair four times a second).
     pub fn refresh(&mut self, now: Instant, board: &StatusBoard) {
+        if self.standby {
+            board.update_with(&self.labels, |into| copy_status(&self.status, into));
+            return;
+        }
         let events = self.tracker.expire(now);
         self.apply(events);
         let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
@@ -323,6 +364,7 @@ fn copy_status(from: &ReplicaStatus, to: &mut ReplicaStatus) {
         up,
         last_error,
         direction,
+        fleet,
     } = from;
     to.target.clone_from(target);
     to.kind.clone_from(kind);
@@ -341,4 +383,5 @@ fn copy_status(from: &ReplicaStatus, to: &mut ReplicaStatus) {
     to.up = *up;
     to.last_error.clone_from(last_error);
     to.direction.clone_from(direction);
+    to.fleet.clone_from(fleet);
 }

@@ -9,9 +9,12 @@ use rand::Rng;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
+use tokio::sync::watch;
+
 use super::{Readiness, RouteRun};
 use crate::canary::{unix_micros, SeqSource};
-use crate::probe::{Canary, ErrorClass, ProbeError, Roles};
+use crate::fleet::{Gate, Role};
+use crate::probe::{Canary, ErrorClass, ProbeError, Roles, LEASE_LOST};
 use crate::shutdown::Shutdown;
 
 /// Each tick moves by up to ±5 % of the interval.
@@ -88,6 +91,16 @@ async fn keep_hint(run: &RouteRun) -> bool {
     true
 }
 
+/// Waits for the fleet gate to change (never, without a fleet).
+async fn gate_changed(rx: &mut Option<watch::Receiver<u64>>) {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readiness) {
     let route = &run.route;
     let mut seqs = SeqSource::default();
@@ -98,10 +111,41 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
     let mut first = true;
     // When the lag hint was last written (None: not yet by this process).
     let mut hint_kept: Option<Instant> = None;
+    // Fleet mode: whether this agent writes the target now. Until the
+    // lease manager says so, it stands by.
+    let mut gate_rx = run.gate.as_ref().map(|g| g.subscribe());
+    let mut leading = run.gate.is_none();
+    if let Some(gate) = &run.gate {
+        stand_by(&run, gate.role());
+    }
+    // When the lags were last handed to the gate (kept in the lease).
+    let mut lags_kept: Option<Instant> = None;
     loop {
-        tokio::select! {
-            _ = sleep_until(next) => {}
+        let woken = tokio::select! {
+            _ = sleep_until(next) => false,
+            _ = gate_changed(&mut gate_rx) => true,
             _ = shutdown.recv() => break,
+        };
+        if let Some(gate) = &run.gate {
+            let role = gate.role();
+            if role.is_lead() != leading {
+                leading = role.is_lead();
+                if leading {
+                    take_lead(&run, gate, &role).await;
+                    // Write the first canary now: a takeover should not
+                    // wait for the old holder's cadence.
+                    if woken && prepared {
+                        next = Instant::now();
+                        first = true;
+                        continue;
+                    }
+                } else {
+                    stand_by(&run, role);
+                }
+            }
+            if woken {
+                continue;
+            }
         }
         next += if std::mem::take(&mut first) {
             cadence_phase(route.interval)
@@ -133,7 +177,9 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                     if !announced {
                         announced = true;
                         readiness.route_prepared();
-                        seed_from_hint(&run).await;
+                        if leading {
+                            seed_from_hint(&run).await;
+                        }
                     }
                 }
                 Err(e) => {
@@ -144,6 +190,13 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 }
             }
         }
+        // A standby prepares (so `check` and readiness see the store) but
+        // writes nothing.
+        let token = match run.gate.as_ref().map(|g| g.role()) {
+            None => None,
+            Some(Role::Lead { token }) => token,
+            Some(Role::Standby { .. }) => continue,
+        };
         let roles = tokio::select! {
             r = route.probe.roles() => r,
             _ = shutdown.recv() => break,
@@ -187,6 +240,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
         let canary = Canary {
             seq: seqs.next(),
             written_at_us: unix_micros(),
+            lease: token,
         };
         let sent = Instant::now();
         let res = route.probe.write(canary).await;
@@ -202,6 +256,24 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 if hint_kept.is_none_or(|t| acked >= t + LAG_HINT_EVERY) && keep_hint(&run).await {
                     hint_kept = Some(acked);
                 }
+                if let Some(gate) = &run.gate {
+                    if lags_kept.is_none_or(|t| acked >= t + KEEP_LAGS_EVERY) {
+                        lags_kept = Some(acked);
+                        for p in &run.pairs {
+                            let p = p.lock().unwrap();
+                            if let Some(lag) = p.lag_estimate() {
+                                gate.keep_lag(&p.labels.replica_region, lag);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) if e.code == LEASE_LOST => {
+                // Fenced: a newer holder wrote the item. Not a store error.
+                if let (Some(gate), Some(token)) = (&run.gate, token) {
+                    warn!(target = %route.target, token, "canary refused: another agent of the fleet holds the lease now; standing by");
+                    gate.fenced(token);
+                }
             }
             Err(e) => {
                 for p in &run.pairs {
@@ -216,9 +288,64 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
     // A deploy stops the task with SIGTERM, often within minutes of its
     // start: keep what it learned for the task that replaces it.
     // At most 2 s: shutdown must not wait on a store that stopped answering.
-    if prepared {
+    if prepared && leading {
         let _ = tokio::time::timeout(Duration::from_secs(2), keep_hint(&run)).await;
     }
+}
+
+/// How often the writer hands its lag estimates to the fleet gate, which
+/// keeps them in the lease at the next renewal.
+const KEEP_LAGS_EVERY: Duration = Duration::from_secs(5);
+
+/// Fleet mode: another agent writes this target (or nobody yet). Every pair
+/// hides its gauges and forgets its canaries.
+fn stand_by(run: &RouteRun, role: Role) {
+    let holder = match role {
+        Role::Standby { holder } => holder,
+        Role::Lead { .. } => None,
+    };
+    for p in &run.pairs {
+        p.lock().unwrap().stand_by(holder.clone(), &run.metrics);
+    }
+}
+
+/// Fleet mode: this agent now writes the target. Every pair starts afresh
+/// (its series shown again) and its planner starts from the lags the last
+/// holder kept in the lease, else from the target's lag hint.
+async fn take_lead(run: &RouteRun, gate: &Gate, role: &Role) {
+    let me = match role {
+        Role::Lead { token: Some(_) } => Some(run.board.agent_id()),
+        _ => None,
+    };
+    let mut inherited = 0;
+    for p in &run.pairs {
+        let mut p = p.lock().unwrap();
+        let labels = p.labels.clone();
+        *p = new_pair(run, labels);
+        p.set_leader(me.clone());
+        if let Some(lag) = gate.inherited_lag(&p.labels.replica_region) {
+            p.seed_lag(lag);
+            inherited += 1;
+        }
+    }
+    info!(target = %run.route.target, inherited_lags = inherited, "writing this target's canaries (fleet lease)");
+    if inherited < run.pairs.len() {
+        seed_from_hint(run).await;
+    }
+}
+
+fn new_pair(run: &RouteRun, labels: rpo_exporter::ReplicaLabels) -> super::PairState {
+    let route = &run.route;
+    let m = run.metrics.replica(&labels);
+    super::PairState::new(
+        labels,
+        route.canary_key.clone(),
+        m,
+        route.timeout,
+        route.max_pending,
+        route.objective,
+        route.interval,
+    )
 }
 
 /// The probe found that replica `i` is now the writer (and has swapped its
@@ -238,16 +365,7 @@ fn swap_direction(run: &RouteRun, i: usize) {
         }
         run.metrics.forget(&old);
         run.board.remove(&old);
-        let m = run.metrics.replica(&labels);
-        *p = super::PairState::new(
-            labels,
-            route.canary_key.clone(),
-            m,
-            route.timeout,
-            route.max_pending,
-            route.objective,
-            route.interval,
-        );
+        *p = new_pair(run, labels);
     }
     run.metrics
         .direction_changed(&route.target, route.kind.as_str());
