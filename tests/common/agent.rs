@@ -137,6 +137,11 @@ impl Agent {
         self.child.try_wait().unwrap().is_none()
     }
 
+    /// Sends `sig` (SIGKILL, SIGSTOP, SIGCONT…) to the agent.
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

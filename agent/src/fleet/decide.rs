@@ -91,6 +91,10 @@ pub struct Decision {
     pub live: usize,
     /// The most leases this agent should hold.
     pub share: usize,
+    /// When the first lease watched now will have looked the same for a
+    /// whole lease: the manager reads again right then, so a takeover does
+    /// not wait for its next regular tick.
+    pub next_expiry: Option<Instant>,
 }
 
 /// Decides from `snap`. `held` maps lease keys to the tokens this agent
@@ -141,8 +145,12 @@ pub fn decide(
                 candidates.push((key.clone(), Free::Orphaned))
             }
             Some(l) => {
-                if watch.lease_unchanged(key, l, now) >= lease {
+                let quiet = watch.lease_unchanged(key, l, now);
+                if quiet >= lease {
                     candidates.push((key.clone(), Free::Expired));
+                } else {
+                    let at = now + (lease - quiet);
+                    d.next_expiry = Some(d.next_expiry.map_or(at, |e| e.min(at)));
                 }
             }
         }
@@ -220,9 +228,13 @@ mod tests {
         let k = keys(1);
         let s = snap(&[("k0", lease(Some("a"), 4, 10))], &[("a", 5), ("me", 1)]);
         let at = |secs: u64| t0 + Duration::from_secs(secs);
-        assert!(decide(&s, "me", &k, &held, LEASE, &mut w, at(0))
-            .take
-            .is_empty());
+        let d = decide(&s, "me", &k, &held, LEASE, &mut w, at(0));
+        assert!(d.take.is_empty());
+        assert_eq!(
+            d.next_expiry,
+            Some(at(20)),
+            "read again when it would expire"
+        );
         assert!(decide(&s, "me", &k, &held, LEASE, &mut w, at(19))
             .take
             .is_empty());

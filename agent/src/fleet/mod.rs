@@ -112,7 +112,7 @@ impl Fleet {
                 _ = sleep_until(next) => {}
                 _ = shutdown.recv() => break,
             }
-            next += (lease / 4).mul_f64(rand::rng().random_range(0.9..1.0));
+            next = Instant::now() + (lease / 4).mul_f64(rand::rng().random_range(0.9..1.0));
             let sent = Instant::now();
             beat += 1;
             let read = async {
@@ -153,6 +153,9 @@ impl Fleet {
                 .filter_map(|(k, g)| g.token().map(|t| (k.clone(), t)))
                 .collect();
             let d = decide(&snap, &self.me, &keys, &held, lease, &mut watch, sent);
+            if let Some(at) = d.next_expiry {
+                next = next.min(at.max(Instant::now()));
+            }
             debug!(fleet = %self.cfg.name, live = d.live, share = d.share, held = held.len(),
                 take = d.take.len(), release = d.release.len(), "fleet tick");
             for (key, holder) in &d.lost {

@@ -142,6 +142,9 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 } else {
                     stand_by(&run, role);
                 }
+            } else if woken && !leading {
+                // Still standing by; the holder may have changed.
+                stand_by(&run, role);
             }
             if woken {
                 continue;
