@@ -267,3 +267,126 @@ fn without_its_lease_table_every_agent_measures_and_one_holder_returns_when_it_i
         .iter()
         .all(|a| a.value("rpo_fleet_degraded", &[]) == Some(0.0)));
 }
+
+fn rpo(a: &Agent, t: &str) -> Option<f64> {
+    a.value("rpo_seconds", &[("target", t)])
+}
+
+#[test]
+fn a_stall_that_spans_a_takeover_keeps_rising_on_the_new_holder_from_when_it_began() {
+    let (t, agents) = fleet("stall", 2);
+    let holder = one_holder(&agents, &t, None, Duration::from_secs(20));
+    let other = 1 - holder;
+    agents[holder]
+        .wait_value(
+            "rpo_canaries_observed_total",
+            &[("target", &t)],
+            Duration::from_secs(10),
+            |v| v >= 3.0,
+        )
+        .expect("the holder measures");
+    let stalled = lab().fault_until_drop(
+        &["dynamodb", "stall", "--table", &t],
+        &["dynamodb", "resume", "--table", &t],
+    );
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    agents[holder].signal(libc::SIGKILL);
+    writes_within(
+        &agents[other],
+        &t,
+        LEASE + INTERVAL + Duration::from_secs(2),
+    );
+    let took_over = began.elapsed();
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(began.elapsed()));
+    let at = began.elapsed().as_secs_f64();
+    let r = rpo(&agents[other], &t).expect("the new holder exports rpo_seconds");
+    println!("{t}: stall began {at:.1} s ago, taken over after {:.1} s: the new holder's RPO is {r:.1} s", took_over.as_secs_f64());
+    assert!(
+        r >= 12.0 && r <= at + 0.5,
+        "{t}: RPO {r} s after a {at:.1} s stall"
+    );
+    let upper = agents[other]
+        .value("rpo_upper_bound_seconds", &[("target", &t)])
+        .unwrap();
+    assert!(upper >= r - 0.1, "{t}: upper bound {upper} below RPO {r}");
+    stalled.undo();
+    let back = agents[other].wait_value(
+        "rpo_seconds",
+        &[("target", &t)],
+        Duration::from_secs(10),
+        |v| v < 2.0,
+    );
+    assert!(
+        back.is_some_and(|v| v < 2.0),
+        "{t}: RPO {back:?} after the stall cleared"
+    );
+}
+
+#[test]
+fn a_successor_measures_its_first_canary_as_warm_from_the_lags_kept_in_the_lease() {
+    let (t, agents) = fleet("warm", 2);
+    let _delay = lab().fault_until_drop(
+        &["dynamodb", "delay", "1500ms", "--table", &t],
+        &["dynamodb", "delay", "0", "--table", &t],
+    );
+    let holder = one_holder(&agents, &t, None, Duration::from_secs(20));
+    let other = 1 - holder;
+    // Long enough for its estimate to reach the lease (kept every 5 s).
+    agents[holder]
+        .wait_value(
+            "rpo_canaries_observed_total",
+            &[("target", &t)],
+            Duration::from_secs(20),
+            |v| v >= 8.0,
+        )
+        .expect("the holder measures");
+    std::thread::sleep(Duration::from_secs(2));
+    // Reads of the holder's warm canaries: with a lag longer than the
+    // interval, every read counts for each canary it finds pending.
+    let mut warm: Vec<u64> = agents[holder]
+        .logs()
+        .iter()
+        .filter(|l| l["message"] == "canary observed" && l["target"] == t.as_str())
+        .filter_map(|l| l["reads"].as_u64())
+        .skip(3)
+        .collect();
+    warm.sort();
+    agents[holder].signal(libc::SIGKILL);
+    let first = agents[other]
+        .wait_log(LEASE + Duration::from_secs(10), |l| {
+            l["message"] == "canary observed" && l["target"] == t.as_str()
+        })
+        .expect("the successor observes a canary");
+    let seq = first["seq"].as_u64().unwrap();
+    let lag = first["lag_seconds"].as_f64().unwrap();
+    let reads = first["reads"].as_u64().unwrap();
+    let truth = lab()
+        .ground_truth()
+        .iter()
+        .find(|v| {
+            v["table"] == t.as_str() && v["seq"].as_u64() == Some(seq) && v["replica_region"] == DST
+        })
+        .map(|v| v["readable_at"].as_f64().unwrap() - v["committed_at"].as_f64().unwrap())
+        .expect("ground truth of the first canary");
+    let took = agents[other]
+        .logs()
+        .iter()
+        .find(|l| l["message"] == "writing this target's canaries (fleet lease)")
+        .map(|l| l["inherited_lags"].clone());
+    let warm_max = *warm.last().expect("warm canaries");
+    println!("{t}: the successor's first canary: lag {lag:.3} s (true {truth:.3} s) in {reads} reads (the holder's warm canaries: {warm:?}); inherited lags {took:?}");
+    assert_eq!(
+        took,
+        Some(serde_json::json!(1)),
+        "the successor found no lags in the lease"
+    );
+    assert!(
+        (lag - truth).abs() <= 0.05,
+        "{t}: first canary {lag} s, true {truth} s"
+    );
+    assert!(
+        reads <= warm_max,
+        "{t}: {reads} reads for the first canary; warm ones took {warm:?}"
+    );
+}

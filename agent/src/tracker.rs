@@ -120,6 +120,23 @@ pub struct Tracker {
     /// Least ack-time gap between two lost canaries kept (see `thin_lost`);
     /// zero keeps them all.
     lost_spacing: Duration,
+    /// Fleet takeover: what the last holder left unresolved (`inherit`).
+    inherited: Option<Inherited>,
+}
+
+/// The state a new lease holder found in the store: the replica lacks the
+/// source's newest canaries since `since`. It keeps RPO rising from when
+/// the stall began under the old holder, not from the takeover; no lag is
+/// measured from it (its write time is the old holder's, on another host).
+#[derive(Debug, Clone, Copy)]
+struct Inherited {
+    /// The first seq the replica lacks; a read showing it (or a newer one
+    /// of ours) resolves it.
+    awaited: Option<u64>,
+    /// When the oldest canary the replica lacks was written (earliest).
+    since: Option<Instant>,
+    /// When the newest canary the replica has was written.
+    seen_sent: Option<Instant>,
 }
 
 impl Tracker {
@@ -137,6 +154,7 @@ impl Tracker {
             newest: None,
             timeout,
             max_pending: max_pending.max(1),
+            inherited: None,
             lost_spacing: Duration::ZERO,
         }
     }
@@ -164,8 +182,33 @@ impl Tracker {
         events
     }
 
+    /// Fleet takeover: the replica's newest canary was written at
+    /// `seen_sent` and it lacks those from `awaited` on, the oldest written at
+    /// `since` (None when it has everything). Both instants come from the
+    /// old holder's wall clock, mapped onto ours.
+    pub fn inherit(
+        &mut self,
+        awaited: Option<u64>,
+        since: Option<Instant>,
+        seen_sent: Option<Instant>,
+    ) {
+        self.inherited = Some(Inherited {
+            awaited: awaited.filter(|_| since.is_some()),
+            since: since.filter(|_| awaited.is_some()),
+            seen_sent,
+        });
+    }
+
     /// Applies one replica read.
     pub fn observe(&mut self, read: ReadSpan, obs: &Observation) -> Vec<Event> {
+        if let (Some(i), Observation::UpTo(Some(s))) = (&mut self.inherited, obs) {
+            if i.awaited.is_some_and(|a| *s >= a) {
+                i.awaited = None;
+                i.since = None;
+                // What the replica has now was written after `seen_sent`.
+                i.seen_sent = None;
+            }
+        }
         let mut events = Vec::new();
         let mut seen_max: Option<u64> = None;
         let mut keep = VecDeque::with_capacity(self.pending.len());
@@ -285,15 +328,21 @@ impl Tracker {
             .pending
             .front()
             .map(|p| now.saturating_duration_since(p.acked));
-        match (newest, oldest) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
+        let inherited = self
+            .inherited
+            .and_then(|i| i.since)
+            .map(|t| now.saturating_duration_since(t));
+        [newest, oldest, inherited].into_iter().flatten().max()
     }
 
     /// Now − send time of the newest canary seen; `None` before the first.
+    /// After a takeover, until one of ours is seen: the last holder's newest
+    /// canary that the replica has.
     pub fn upper_bound(&self, now: Instant) -> Option<Duration> {
-        self.newest.map(|n| now.saturating_duration_since(n.sent))
+        self.newest
+            .map(|n| n.sent)
+            .or(self.inherited.and_then(|i| i.seen_sent))
+            .map(|t| now.saturating_duration_since(t))
     }
 
     /// Lag and uncertainty of the newest observed canary.
@@ -332,6 +381,37 @@ mod tests {
             sent: t0 + ms(sent),
             received: t0 + ms(received),
         }
+    }
+
+    #[test]
+    fn a_stall_inherited_at_a_takeover_keeps_rpo_rising_from_when_it_began_until_it_clears() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(ms(60_000), 10);
+        // The replica has seq 5 (written at t0); it lacks 6 on, written from
+        // t0 + 1 s. We take over at t0 + 10 s.
+        t.inherit(Some(6), Some(t0 + ms(1000)), Some(t0));
+        let now = t0 + ms(10_000);
+        assert_eq!(t.rpo(now), Some(ms(9000)));
+        assert_eq!(t.upper_bound(now), Some(ms(10_000)));
+        // Our first canary, while the stall goes on: RPO still the stall's.
+        t.written(20, now, now + ms(5));
+        assert!(t
+            .observe(span(t0, 10_500, 10_502), &Observation::UpTo(Some(5)))
+            .is_empty());
+        assert_eq!(t.rpo(t0 + ms(12_000)), Some(ms(11_000)));
+        // The backlog drains, ours included: the stall is over, no lag is
+        // recorded for the old holder's canaries, ours is measured.
+        let ev = t.observe(span(t0, 13_000, 13_002), &Observation::UpTo(Some(20)));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert!(matches!(ev[0], Event::Observed { seq: 20, .. }));
+        let after = t0 + ms(13_100);
+        assert!(t.rpo(after).unwrap() < ms(3100), "{:?}", t.rpo(after));
+        assert!(t.upper_bound(after).unwrap() < ms(3200));
+        // A healthy replica at takeover: nothing awaited, only the bound.
+        let mut h = Tracker::new(ms(60_000), 10);
+        h.inherit(None, None, Some(t0));
+        assert_eq!(h.rpo(t0 + ms(500)), None);
+        assert_eq!(h.upper_bound(t0 + ms(500)), Some(ms(500)));
     }
 
     #[test]

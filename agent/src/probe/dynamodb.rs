@@ -26,7 +26,7 @@ use crate::aws::errors::from_sdk;
 use crate::aws::{AwsPlumbing, CountAttempts};
 use crate::canary::{hint_key, item_key, unix_micros};
 use crate::config::{Direction, Endpoint, TargetConfig};
-use crate::probe::{Canary, Finding, Probe, ProbeError, LEASE_LOST};
+use crate::probe::{Canary, Finding, Probe, ProbeError, StoredCanaries, StoredCanary, LEASE_LOST};
 use crate::route::Route;
 use crate::tracker::Observation;
 
@@ -122,6 +122,30 @@ impl DynamoProbe {
                 err
             })?;
         Ok(())
+    }
+
+    /// The canary item as `side` holds it now (consistent read).
+    async fn stored_in(&self, side: &Side, s: &Schema) -> Result<Option<StoredCanary>, ProbeError> {
+        let out = side
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(s)))
+            .consistent_read(true)
+            .customize()
+            .interceptor(side.count.clone())
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", &e))?;
+        let n = |name: &str| {
+            out.item()
+                .and_then(|i| i.get(name))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        Ok(n("seq")
+            .zip(n("written_at_us"))
+            .map(|(seq, written_at_us)| StoredCanary { seq, written_at_us }))
     }
 
     fn key(&self, s: &Schema) -> HashMap<String, AttributeValue> {
@@ -376,6 +400,18 @@ impl Probe for DynamoProbe {
         let ttl = unix_micros() / 1_000_000 + HINT_TTL_SECONDS;
         item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
         self.put_in_source(item, None).await
+    }
+
+    async fn stored_canaries(&self) -> Result<StoredCanaries, ProbeError> {
+        let s = self.schema()?;
+        let mut out = StoredCanaries {
+            source: self.stored_in(&self.source, &s).await?,
+            replicas: Vec::new(),
+        };
+        for side in &self.replicas {
+            out.replicas.push(self.stored_in(side, &s).await?);
+        }
+        Ok(out)
     }
 
     async fn read(&self, replica: usize, _awaited: &[u64]) -> Result<Observation, ProbeError> {

@@ -84,6 +84,22 @@ impl Finding {
     }
 }
 
+/// A canary found in the store (fleet takeover: what the last holder left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredCanary {
+    pub seq: u64,
+    /// The writer's wall clock, µs since the epoch.
+    pub written_at_us: u64,
+}
+
+/// The canary state of a route's store: the source's newest canary and
+/// each replica's (in the route's order); `None` where there is none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredCanaries {
+    pub source: Option<StoredCanary>,
+    pub replicas: Vec<Option<StoredCanary>>,
+}
+
 /// One backend's view of one route: a source and its replicas.
 #[async_trait]
 pub trait Probe: Send + Sync {
@@ -129,6 +145,13 @@ pub trait Probe: Send + Sync {
     /// next agent on this target. A no-op for stores that keep none.
     async fn write_lag_hint(&self, _lags: &[std::time::Duration]) -> Result<(), ProbeError> {
         Ok(())
+    }
+
+    /// Fleet mode, at a takeover: the canaries the last holder left in the
+    /// source and each replica, so RPO carries on from them. Stores whose
+    /// canaries are not one item overwritten in place (S3) keep none.
+    async fn stored_canaries(&self) -> Result<StoredCanaries, ProbeError> {
+        Ok(StoredCanaries::default())
     }
 
     /// For `rpo-agent check`, after a successful `prepare`: housekeeping

@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::canary::unix_seconds;
 use crate::poll::{LagModel, Sample};
-use crate::probe::{ErrorClass, ProbeError};
+use crate::probe::{ErrorClass, ProbeError, StoredCanary};
 use crate::tracker::{Event, Observation, ReadSpan, Tracker};
 
 /// Repeated identical errors are logged once a minute, not every round.
@@ -119,6 +119,47 @@ impl PairState {
             leader: true,
             holder,
         });
+    }
+
+    /// Fleet takeover: carries on from the canaries the last holder left
+    /// (`source`: the newest written; `replica`: the newest this replica
+    /// has). Their wall-clock write times are mapped onto our monotonic
+    /// clock, which assumes synchronized host clocks (Amazon Time Sync).
+    pub fn inherit(
+        &mut self,
+        source: Option<StoredCanary>,
+        replica: Option<StoredCanary>,
+        interval: Duration,
+    ) {
+        let now = Instant::now();
+        let now_us = crate::canary::unix_micros();
+        let at = |us: u64| now.checked_sub(Duration::from_micros(now_us.saturating_sub(us)));
+        let behind = match (source, replica) {
+            (Some(s), Some(r)) => s.seq > r.seq,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        // The first canary the replica lacks came one interval (less the
+        // 5 % jitter) after its newest, and no later than the source's.
+        let since = behind.then(|| {
+            let s = source.map(|s| s.written_at_us).unwrap_or(now_us);
+            let first = replica.map_or(s, |r| {
+                r.written_at_us + interval.mul_f64(0.95).as_micros() as u64
+            });
+            first.min(s)
+        });
+        let awaited = behind.then(|| replica.map_or(source.map_or(0, |s| s.seq), |r| r.seq + 1));
+        self.tracker.inherit(
+            awaited,
+            since.and_then(at),
+            replica.and_then(|r| at(r.written_at_us)),
+        );
+        if let Some(since) = since {
+            let l = &self.labels;
+            info!(target = %l.target, replica_region = %l.replica_region,
+                behind_seconds = now_us.saturating_sub(since) as f64 / 1e6,
+                "took over a target whose replica lags: RPO carries on from the last holder's canaries");
+        }
     }
 
     pub fn is_standby(&self) -> bool {

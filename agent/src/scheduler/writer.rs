@@ -120,6 +120,8 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
     }
     // When the lags were last handed to the gate (kept in the lease).
     let mut lags_kept: Option<Instant> = None;
+    // A takeover before the probe was prepared resumes once it is.
+    let mut resume_due = false;
     loop {
         let woken = tokio::select! {
             _ = sleep_until(next) => false,
@@ -132,6 +134,11 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 leading = role.is_lead();
                 if leading {
                     take_lead(&run, gate, &role).await;
+                    resume_due = true;
+                    if prepared {
+                        resume_from_store(&run).await;
+                        resume_due = false;
+                    }
                     // Write the first canary now: a takeover should not
                     // wait for the old holder's cadence.
                     if woken && prepared {
@@ -177,6 +184,9 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                     info!(target = %route.target, source_region = %route.source_region,
                         replicas = ?route.replica_regions, key = %route.canary_key, "target ready");
                     prepared = true;
+                    if std::mem::take(&mut resume_due) && leading {
+                        resume_from_store(&run).await;
+                    }
                     if !announced {
                         announced = true;
                         readiness.route_prepared();
@@ -334,6 +344,30 @@ async fn take_lead(run: &RouteRun, gate: &Gate, role: &Role) {
     info!(target = %run.route.target, inherited_lags = inherited, "writing this target's canaries (fleet lease)");
     if inherited < run.pairs.len() {
         seed_from_hint(run).await;
+    }
+}
+
+/// Fleet takeover: carry on from the canaries the last holder left in the
+/// store (needs a prepared probe).
+async fn resume_from_store(run: &RouteRun) {
+    let stored = {
+        let _permit = run.calls.acquire().await;
+        run.route.probe.stored_canaries().await
+    };
+    match stored {
+        Ok(s) => {
+            for (i, p) in run.pairs.iter().enumerate() {
+                let replica = s.replicas.get(i).copied().flatten();
+                if s.source.is_some() || replica.is_some() {
+                    p.lock()
+                        .unwrap()
+                        .inherit(s.source, replica, run.route.interval);
+                }
+            }
+        }
+        Err(e) => {
+            debug!(target = %run.route.target, op = e.op, code = %e.code, "could not read the last holder's canaries: {}", e.message)
+        }
     }
 }
 
