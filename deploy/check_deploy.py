@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -552,12 +553,15 @@ FEATURES = {
                                            for p in ("agent/Cargo.toml", "exporter/Cargo.toml")),
     "sql secret auth": lambda: (ROOT / "agent/src/probe/sql").is_dir(),
     "sql iam auth": lambda: (ROOT / "agent/src/probe/sql").is_dir(),
+    "fleet leases": lambda: (ROOT / "agent/src/fleet/lease.rs").exists(),
 }
 ACTIONS = {
     "dynamodb:PutItem": ("dynamodb probe", ["put_item"], ""),
     "dynamodb:GetItem": ("dynamodb probe", ["get_item"], ""),
     "dynamodb:DescribeTable": ("dynamodb probe", ["describe_table"], ""),
     "dynamodb:DescribeTimeToLive": ("dynamodb preflight (rpo-agent check)", ["describe_time_to_live"], ""),
+    "dynamodb:BatchGetItem": ("fleet leases", ["batch_get_item"], "the roster and every lease, ConsistentRead"),
+    "dynamodb:UpdateItem": ("fleet leases", ["update_item"], "renew, release, roster beat, drop member"),
     "s3:PutObject": ("s3 probe", ["put_object"], ""),
     "s3:GetObject": ("s3 probe", ["head_object", "get_object"], "HeadObject is authorised by s3:GetObject"),
     "s3:DeleteObject": ("s3 probe", ["delete_object", "delete_objects"], ""),
@@ -572,11 +576,20 @@ ACTIONS = {
 }
 # SDK operations the agent may call that need no IAM grant of the task role.
 NO_GRANT_OPS: set[str] = set()
+# SDK operations only an operator runs, with their own credentials: op ->
+# (the IAM action the task role must NOT have, who calls it).
+OPERATOR_OPS = {
+    "create_table": ("dynamodb:CreateTable",
+                     "the fleet's lease table, created only by `rpo-agent init` (and `check --fix`, which runs init)"),
+}
 # Actions allowed on Resource "*" because they have no resource-level permissions.
 WILDCARD_RESOURCE_OK = {"cloudwatch:GetMetricData"}
 CLI_SUBCOMMANDS: list[str] = []
 NOT_OPS = {"clone", "as_ref", "unwrap", "to_string", "into", "build", "iter", "await", "lock", "read",
-           "write", "client", "to_owned", "as_str", "len", "is_empty", "now", "default", "new"}
+           "write", "client", "to_owned", "as_str", "len", "is_empty", "now", "default", "new",
+           # `put.customize().interceptor(…).send()`: the request was built in
+           # earlier statements; customize() is the SDK's hook, not an op.
+           "customize"}
 
 
 def agent_sdk_calls() -> dict[str, list[str]]:
@@ -680,6 +693,13 @@ def check_cloudformation(cfn_lint: str, task_configs: dict) -> None:
         needs = [a for a, (_, ops, _) in ACTIONS.items() if op in ops]
         if op in NO_GRANT_OPS:
             continue
+        if op in OPERATOR_OPS:
+            action, who = OPERATOR_OPS[op]
+            check(action not in granted,
+                  f"SDK call .{op}() ({', '.join(sorted(set(files)))}) is operator-only: {who}, "
+                  f"with the operator's credentials; {action} is not granted to the task role",
+                  f"remove {action} from the task role in canary-resources.yaml")
+            continue
         if not needs:
             bad(f"SDK call .{op}() ({', '.join(sorted(set(files)))}) is unknown to the check",
                 "add the IAM action it needs to ACTIONS in deploy/check_deploy.py and grant it in canary-resources.yaml")
@@ -692,11 +712,80 @@ def check_cloudformation(cfn_lint: str, task_configs: dict) -> None:
           + ", ".join(sorted(WILDCARD_RESOURCE_OK)) + ")", f"wildcards: {wild}")
     # Canary-shaped scoping, cross-checked with the source.
     canary_rs = (ROOT / "agent/src/canary.rs").read_text() if (ROOT / "agent/src/canary.rs").exists() else ""
-    dyn = [s for s in granted.get("dynamodb:PutItem", [])]
-    keys = [v for s in dyn for v in as_list(((s.get("Condition") or {}).get("ForAllValues:StringLike") or {}).get("dynamodb:LeadingKeys", []))]
-    check(bool(dyn) and all("dynamodb:GetItem" in as_list(s["Action"]) for s in dyn) and keys == ["rpo-canary#*"]
-          and 'format!("rpo-canary#' in canary_rs,
-          "DynamoDB PutItem/GetItem are limited to leading keys rpo-canary#* (the agent's key format in canary.rs)")
+    lease_rs = (ROOT / "agent/src/fleet/lease.rs").read_text() if (ROOT / "agent/src/fleet/lease.rs").exists() else ""
+
+    def leading_keys(s: dict) -> list[str]:
+        cond = ((s.get("Condition") or {}).get("ForAllValues:StringLike") or {})
+        return sorted(as_list(cond.get("dynamodb:LeadingKeys", [])))
+
+    item_actions = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"}
+    item_stmts = [s for s in stmts if item_actions & set(as_list(s.get("Action", [])))]
+    canary_stmts = [s for s in item_stmts if "dynamodb:GetItem" in as_list(s["Action"])]
+    lease_stmts = [s for s in item_stmts if s not in canary_stmts]
+    unscoped = [s.get("Sid", "?") for s in item_stmts if not leading_keys(s)]
+    check(not unscoped, "every DynamoDB item-level statement has a dynamodb:LeadingKeys condition",
+          f"statements without one: {unscoped}")
+    canary_keys = ["rpo-canary#*", "rpo-lag-hint#*"]
+    check(bool(canary_stmts)
+          and all({"dynamodb:PutItem", "dynamodb:GetItem"} == set(as_list(s["Action"])) for s in canary_stmts)
+          and all(leading_keys(s) == canary_keys for s in canary_stmts)
+          and 'format!("rpo-canary#' in canary_rs and 'format!("rpo-lag-hint#' in canary_rs,
+          "DynamoDB PutItem/GetItem are limited to leading keys rpo-canary#* and rpo-lag-hint#* "
+          "(the canary and lag-hint key formats in canary.rs)",
+          f"found {[leading_keys(s) for s in canary_stmts]}; the agent writes rpo-canary#<agent or fleet>#<target> "
+          "and rpo-lag-hint#<target>[@region] (agent/src/canary.rs)")
+    lease_param = {"Ref": "FleetLeaseTableName"}
+    lease_tables = {k: r for k, r in res["Resources"].items()
+                    if r.get("Type") == "AWS::DynamoDB::Table"
+                    and (r.get("Properties") or {}).get("TableName") == lease_param}
+    if not FEATURES["fleet leases"]():
+        if lease_stmts or lease_tables:
+            pending("fleet lease grants: for the fleet leases, not in this source yet (DESIGN.md); checked once it lands")
+    else:
+        lease_keys = ["rpo-fleet#*", "rpo-lease#*"]
+        check(len(lease_stmts) == 1
+              and set(as_list(lease_stmts[0]["Action"])) == {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+              and leading_keys(lease_stmts[0]) == lease_keys
+              and all("FleetLeaseTableName" in json.dumps(s.get("Resource")) for s in lease_stmts)
+              and 'format!("rpo-lease#' in lease_rs and 'format!("rpo-fleet#' in lease_rs,
+              "fleet leases: BatchGetItem/PutItem/UpdateItem on the lease table only, limited to leading keys "
+              "rpo-lease#* and rpo-fleet#* (the lease and roster key formats in fleet/lease.rs)",
+              f"statements: {[(s.get('Sid'), as_list(s.get('Action')), leading_keys(s)) for s in lease_stmts]}")
+        describe = [s for s in granted.get("dynamodb:DescribeTable", [])
+                    if "FleetLeaseTableName" in json.dumps(s.get("Resource"))]
+        check(len(describe) == 1 and as_list(describe[0]["Action"]) == ["dynamodb:DescribeTable"]
+              and not describe[0].get("Condition"),
+              "fleet leases: DescribeTable of the lease table (rpo-agent check) in a statement of its own, "
+              "without a LeadingKeys condition (DescribeTable has none)")
+        lt = next(iter(lease_tables.values()), {}).get("Properties", {})
+        check(len(lease_tables) == 1
+              and lt.get("KeySchema") == [{"AttributeName": "pk", "KeyType": "HASH"}]
+              and lt.get("AttributeDefinitions") == [{"AttributeName": "pk", "AttributeType": "S"}]
+              and lt.get("BillingMode") == "PAY_PER_REQUEST"
+              and '"pk"' in lease_rs,
+              f"optional lease table ({', '.join(lease_tables) or 'none'}): key pk (S) only, the key fleet/lease.rs "
+              "reads and writes, on-demand",
+              "an AWS::DynamoDB::Table with TableName !Ref FleetLeaseTableName, key pk (S), PAY_PER_REQUEST")
+        # The sidecars' [fleet] against the template's defaults.
+        params = res.get("Parameters", {})
+        lease_region = params.get("FleetRegion", {}).get("Default") or params.get("ReplicaRegion", {}).get("Default")
+        readme = (ROOT / "deploy/README.md").read_text() if (ROOT / "deploy/README.md").exists() else ""
+        for name, text in task_configs.items():
+            try:
+                fleet = tomllib.loads(text).get("fleet")
+            except tomllib.TOMLDecodeError as e:
+                bad(f"{name}: the embedded config is TOML", str(e))
+                continue
+            if fleet is None:
+                continue
+            table, region = fleet.get("table"), fleet.get("region")
+            pattern = params.get("FleetLeaseTableName", {}).get("AllowedPattern", "")
+            check(region == lease_region and bool(table) and re.match(pattern, table or "") is not None
+                  and f"FleetLeaseTableName={table}" in readme,
+                  f"{name}: [fleet] table {table} in {region}: the template's default lease region "
+                  f"({lease_region}) and the table deploy/README.md's stack command creates",
+                  "set [fleet] region to the template's lease region (FleetRegion, default ReplicaRegion) and "
+                  "table to the FleetLeaseTableName of the README's deploy command")
     s3w = granted.get("s3:PutObject", [])
     prefix_default = res["Parameters"].get("S3CanaryPrefix", {}).get("Default")
     validate_rs = (ROOT / "agent/src/config/validate.rs").read_text()

@@ -15,28 +15,39 @@ const LEASE: Duration = Duration::from_secs(4);
 const INTERVAL: Duration = Duration::from_secs(1);
 
 fn lab() -> &'static Lab {
-    Lab::shared("aws")
+    Lab::shared("aws,sql")
 }
 
-/// The config of agent `id` of fleet `name` on DynamoDB table `table`.
-fn config(name: &str, id: &str, table: &str) -> String {
+/// The config of agent `id` of fleet `name` measuring `target` (TOML).
+fn config(name: &str, id: &str, target: &str) -> String {
     format!(
         "[agent]\nid = \"{id}\"\nlisten = \"127.0.0.1:0\"\nobjective = \"10s\"\n\n\
-         [fleet]\nname = \"{name}\"\ntable = \"leases-{name}\"\nregion = \"{DST}\"\nlease = \"{}s\"\n\n\
-         [[target]]\nname = \"{table}\"\nkind = \"dynamodb\"\ntable = \"{table}\"\n\
-         source = {{ region = \"{SRC}\" }}\nreplicas = [{{ region = \"{DST}\" }}]\ninterval = \"{}s\"\ntimeout = \"2m\"\n",
+         [fleet]\nname = \"{name}\"\ntable = \"leases-{name}\"\nregion = \"{DST}\"\nlease = \"{}s\"\n\n{target}",
         LEASE.as_secs(),
+    )
+}
+
+fn dynamodb_target(table: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{table}\"\nkind = \"dynamodb\"\ntable = \"{table}\"\n\
+         source = {{ region = \"{SRC}\" }}\nreplicas = [{{ region = \"{DST}\" }}]\ninterval = \"{}s\"\ntimeout = \"2m\"\n",
         INTERVAL.as_secs()
     )
 }
 
-/// Creates the target's global table and (with `rpo-agent init`) the
-/// fleet's lease table; starts `n` agents of the fleet.
+/// A fleet of `n` agents on one DynamoDB target (its global table created).
 fn fleet(name: &str, n: usize) -> (String, Vec<Agent>) {
     let table = format!("fleet-{name}");
     rt().block_on(lab().create_global_table(&table, SRC, DST, None));
+    let agents = fleet_on(name, n, &dynamodb_target(&table));
+    (table, agents)
+}
+
+/// Creates (with `rpo-agent init`) the fleet's lease table, and the SQL
+/// canary table if `target` is SQL; starts `n` agents of the fleet.
+fn fleet_on(name: &str, n: usize, target: &str) -> Vec<Agent> {
     let cfg = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cfg.path(), config(name, "init", &table)).unwrap();
+    std::fs::write(cfg.path(), config(name, "init", target)).unwrap();
     let out = std::process::Command::new(agent_bin())
         .args(["init", "--config"])
         .arg(cfg.path())
@@ -49,10 +60,9 @@ fn fleet(name: &str, n: usize) -> (String, Vec<Agent>) {
         said.contains(&format!("lease table leases-{name} created")),
         "{said}"
     );
-    let agents = (0..n)
-        .map(|i| Agent::start(&config(name, &format!("{name}-a{i}"), &table), &lab().env))
-        .collect();
-    (table, agents)
+    (0..n)
+        .map(|i| Agent::start(&config(name, &format!("{name}-a{i}"), target), &lab().env))
+        .collect()
 }
 
 fn leader(a: &Agent, t: &str) -> bool {
@@ -389,4 +399,74 @@ fn a_successor_measures_its_first_canary_as_warm_from_the_lags_kept_in_the_lease
         reads <= warm_max,
         "{t}: {reads} reads for the first canary; warm ones took {warm:?}"
     );
+}
+
+/// SIGKILL of the holder of `t`: another agent leads, exports the RPO and
+/// writes within lease + interval (+ the time to read the table).
+fn takeover_after_sigkill(agents: &[Agent], t: &str) {
+    let holder = one_holder(agents, t, None, Duration::from_secs(20));
+    agents[holder]
+        .wait_value("rpo_canaries_observed_total", &[("target", t)], Duration::from_secs(15), |v| v >= 2.0)
+        .expect("the holder measures");
+    let killed = Instant::now();
+    agents[holder].signal(libc::SIGKILL);
+    let bound = LEASE + INTERVAL + Duration::from_millis(1500);
+    let next = one_holder(agents, t, Some(holder), bound);
+    writes_within(&agents[next], t, bound.saturating_sub(killed.elapsed()) + Duration::from_millis(300));
+    let observed = agents[next].wait_value("rpo_canaries_observed_total", &[("target", t)], Duration::from_secs(10), |v| v >= 1.0);
+    println!("{t}: SIGKILL of the holder -> the successor writes and observes after {:?}", killed.elapsed());
+    assert!(observed.is_some_and(|v| v >= 1.0), "{t}: the successor observed no canary");
+}
+
+#[test]
+fn an_s3_target_is_taken_over_after_a_sigkill() {
+    let t = "fleet-s3";
+    rt().block_on(lab().create_replicated_buckets(
+        &format!("{t}-tokyo"),
+        SRC,
+        &[(&format!("{t}-osaka"), DST)],
+        "rpo-canary/",
+        true,
+    ));
+    let target = format!(
+        "[[target]]\nname = \"{t}\"\nkind = \"s3\"\nsource = {{ region = \"{SRC}\", bucket = \"{t}-tokyo\" }}\nreplicas = [{{ region = \"{DST}\", bucket = \"{t}-osaka\" }}]\ninterval = \"1s\"\ntimeout = \"2m\"\n"
+    );
+    let agents = fleet_on("s3", 2, &target);
+    takeover_after_sigkill(&agents, t);
+}
+
+#[test]
+fn a_postgres_target_is_taken_over_after_a_sigkill() {
+    let t = "fleet-pg";
+    let target = format!(
+        "[[target]]\nname = \"{t}\"\nkind = \"postgres\"\nsource = {{ region = \"{SRC}\", url = \"{}\" }}\nreplicas = [{{ region = \"{DST}\", url = \"{}\" }}]\ninterval = \"1s\"\ntimeout = \"2m\"\n",
+        lab().get("PG_PRIMARY_URL"),
+        lab().get("PG_REPLICA_URL")
+    );
+    let agents = fleet_on("pg", 2, &target);
+    takeover_after_sigkill(&agents, t);
+}
+
+#[test]
+fn leases_spread_over_the_live_agents() {
+    let table = "fleet-spread";
+    rt().block_on(lab().create_global_table(table, SRC, DST, None));
+    let n: usize = 7;
+    let targets: Vec<String> = (0..n)
+        .map(|i| dynamodb_target(table).replacen(&format!("name = \"{table}\""), &format!("name = \"spread-{i}\""), 1))
+        .collect();
+    let agents = fleet_on("spread", 3, &targets.join("\n"));
+    // Every agent has started; then two lease periods.
+    std::thread::sleep(LEASE * 2 + Duration::from_secs(1));
+    let held: Vec<usize> = agents
+        .iter()
+        .map(|a| (0..n).filter(|i| leader(a, &format!("spread-{i}"))).count())
+        .collect();
+    println!("fleet-spread: {n} targets over 3 agents: {held:?}");
+    let most = n.div_ceil(3) + 1;
+    assert!(held.iter().all(|&h| h <= most), "{held:?}: more than {most} on one agent");
+    assert_eq!(held.iter().sum::<usize>(), n, "{held:?}: every target has exactly one holder");
+    for i in 0..n {
+        one_holder(&agents, &format!("spread-{i}"), None, Duration::from_secs(2));
+    }
 }
