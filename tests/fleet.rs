@@ -20,9 +20,14 @@ fn lab() -> &'static Lab {
 
 /// The config of agent `id` of fleet `name` measuring `target` (TOML).
 fn config(name: &str, id: &str, target: &str) -> String {
+    config_in(name, id, target, DST)
+}
+
+/// As `config`, with the lease table in `lease_region`.
+fn config_in(name: &str, id: &str, target: &str, lease_region: &str) -> String {
     format!(
         "[agent]\nid = \"{id}\"\nlisten = \"127.0.0.1:0\"\nobjective = \"10s\"\n\n\
-         [fleet]\nname = \"{name}\"\ntable = \"leases-{name}\"\nregion = \"{DST}\"\nlease = \"{}s\"\n\n{target}",
+         [fleet]\nname = \"{name}\"\ntable = \"leases-{name}\"\nregion = \"{lease_region}\"\nlease = \"{}s\"\n\n{target}",
         LEASE.as_secs(),
     )
 }
@@ -46,8 +51,12 @@ fn fleet(name: &str, n: usize) -> (String, Vec<Agent>) {
 /// Creates (with `rpo-agent init`) the fleet's lease table, and the SQL
 /// canary table if `target` is SQL; starts `n` agents of the fleet.
 fn fleet_on(name: &str, n: usize, target: &str) -> Vec<Agent> {
+    fleet_on_in(name, n, target, DST)
+}
+
+fn fleet_on_in(name: &str, n: usize, target: &str, lease_region: &str) -> Vec<Agent> {
     let cfg = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(cfg.path(), config(name, "init", target)).unwrap();
+    std::fs::write(cfg.path(), config_in(name, "init", target, lease_region)).unwrap();
     let out = std::process::Command::new(agent_bin())
         .args(["init", "--config"])
         .arg(cfg.path())
@@ -61,7 +70,12 @@ fn fleet_on(name: &str, n: usize, target: &str) -> Vec<Agent> {
         "{said}"
     );
     (0..n)
-        .map(|i| Agent::start(&config(name, &format!("{name}-a{i}"), target), &lab().env))
+        .map(|i| {
+            Agent::start(
+                &config_in(name, &format!("{name}-a{i}"), target, lease_region),
+                &lab().env,
+            )
+        })
         .collect()
 }
 
@@ -406,16 +420,36 @@ fn a_successor_measures_its_first_canary_as_warm_from_the_lags_kept_in_the_lease
 fn takeover_after_sigkill(agents: &[Agent], t: &str) {
     let holder = one_holder(agents, t, None, Duration::from_secs(20));
     agents[holder]
-        .wait_value("rpo_canaries_observed_total", &[("target", t)], Duration::from_secs(15), |v| v >= 2.0)
+        .wait_value(
+            "rpo_canaries_observed_total",
+            &[("target", t)],
+            Duration::from_secs(15),
+            |v| v >= 2.0,
+        )
         .expect("the holder measures");
     let killed = Instant::now();
     agents[holder].signal(libc::SIGKILL);
     let bound = LEASE + INTERVAL + Duration::from_millis(1500);
     let next = one_holder(agents, t, Some(holder), bound);
-    writes_within(&agents[next], t, bound.saturating_sub(killed.elapsed()) + Duration::from_millis(300));
-    let observed = agents[next].wait_value("rpo_canaries_observed_total", &[("target", t)], Duration::from_secs(10), |v| v >= 1.0);
-    println!("{t}: SIGKILL of the holder -> the successor writes and observes after {:?}", killed.elapsed());
-    assert!(observed.is_some_and(|v| v >= 1.0), "{t}: the successor observed no canary");
+    writes_within(
+        &agents[next],
+        t,
+        bound.saturating_sub(killed.elapsed()) + Duration::from_millis(300),
+    );
+    let observed = agents[next].wait_value(
+        "rpo_canaries_observed_total",
+        &[("target", t)],
+        Duration::from_secs(10),
+        |v| v >= 1.0,
+    );
+    println!(
+        "{t}: SIGKILL of the holder -> the successor writes and observes after {:?}",
+        killed.elapsed()
+    );
+    assert!(
+        observed.is_some_and(|v| v >= 1.0),
+        "{t}: the successor observed no canary"
+    );
 }
 
 #[test]
@@ -453,7 +487,13 @@ fn leases_spread_over_the_live_agents() {
     rt().block_on(lab().create_global_table(table, SRC, DST, None));
     let n: usize = 7;
     let targets: Vec<String> = (0..n)
-        .map(|i| dynamodb_target(table).replacen(&format!("name = \"{table}\""), &format!("name = \"spread-{i}\""), 1))
+        .map(|i| {
+            dynamodb_target(table).replacen(
+                &format!("name = \"{table}\""),
+                &format!("name = \"spread-{i}\""),
+                1,
+            )
+        })
         .collect();
     let agents = fleet_on("spread", 3, &targets.join("\n"));
     // Every agent has started; then two lease periods.
@@ -464,9 +504,157 @@ fn leases_spread_over_the_live_agents() {
         .collect();
     println!("fleet-spread: {n} targets over 3 agents: {held:?}");
     let most = n.div_ceil(3) + 1;
-    assert!(held.iter().all(|&h| h <= most), "{held:?}: more than {most} on one agent");
-    assert_eq!(held.iter().sum::<usize>(), n, "{held:?}: every target has exactly one holder");
+    assert!(
+        held.iter().all(|&h| h <= most),
+        "{held:?}: more than {most} on one agent"
+    );
+    assert_eq!(
+        held.iter().sum::<usize>(),
+        n,
+        "{held:?}: every target has exactly one holder"
+    );
     for i in 0..n {
-        one_holder(&agents, &format!("spread-{i}"), None, Duration::from_secs(2));
+        one_holder(
+            &agents,
+            &format!("spread-{i}"),
+            None,
+            Duration::from_secs(2),
+        );
     }
+}
+
+/// The region outage of the lab: requests signed for `region` hang.
+/// Only this test takes a region down, and only regions no other test uses.
+#[test]
+fn with_the_source_region_down_the_agent_reports_it_and_a_standby_carries_the_data_at_risk() {
+    const DOWN: &str = "us-west-2";
+    const UP: &str = "eu-west-1";
+    let ddb = "outage-ddb";
+    let s3 = "outage-s3";
+    let healthy = "outage-healthy";
+    rt().block_on(lab().create_global_table(ddb, DOWN, UP, None));
+    rt().block_on(lab().create_global_table(healthy, UP, DOWN, None));
+    rt().block_on(lab().create_replicated_buckets(
+        &format!("{s3}-src"),
+        DOWN,
+        &[(&format!("{s3}-dst"), UP)],
+        "rpo-canary/",
+        true,
+    ));
+    let dyn_target = |name: &str, src: &str, dst: &str| {
+        format!(
+            "[[target]]\nname = \"{name}\"\nkind = \"dynamodb\"\ntable = \"{name}\"\nsource = {{ region = \"{src}\" }}\nreplicas = [{{ region = \"{dst}\" }}]\ninterval = \"1s\"\ntimeout = \"2m\"\n"
+        )
+    };
+    let targets = [
+        dyn_target(ddb, DOWN, UP),
+        // Written in the healthy region, read in the one that goes down.
+        dyn_target(healthy, UP, DOWN),
+        format!(
+            "[[target]]\nname = \"{s3}\"\nkind = \"s3\"\nsource = {{ region = \"{DOWN}\", bucket = \"{s3}-src\" }}\nreplicas = [{{ region = \"{UP}\", bucket = \"{s3}-dst\" }}]\ninterval = \"1s\"\ntimeout = \"2m\"\n"
+        ),
+    ]
+    .join("\n");
+    let agents = fleet_on_in("outage", 2, &targets, UP);
+    for t in [ddb, s3, healthy] {
+        let h = one_holder(&agents, t, None, Duration::from_secs(20));
+        agents[h]
+            .wait_value(
+                "rpo_canaries_observed_total",
+                &[("target", t)],
+                Duration::from_secs(15),
+                |v| v >= 2.0,
+            )
+            .unwrap_or_else(|| panic!("{t} measures"));
+    }
+    let holder = one_holder(&agents, ddb, None, Duration::from_secs(1));
+    let down = lab().fault_until_drop(&["aws", "region-down", DOWN], &["aws", "region-up", DOWN]);
+    let began = Instant::now();
+    // The holder keeps answering and says the source is unreachable.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t0 = Instant::now();
+        let up = agents[holder].value("rpo_probe_up", &[("target", ddb)]);
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "/metrics took {:?}",
+            t0.elapsed()
+        );
+        if up == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < end, "{ddb}: the probe never went down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let errors = agents[holder].value(
+        "rpo_probe_errors_total",
+        &[("target", ddb), ("op", "PutItem")],
+    );
+    assert!(
+        errors.is_some_and(|e| e >= 1.0),
+        "{ddb}: no PutItem error counted"
+    );
+    let (code, _) = agents[holder].get("/").unwrap();
+    assert_eq!(code, 200);
+    // Data at risk keeps rising, one second per second.
+    let u1 = agents[holder]
+        .value("rpo_upper_bound_seconds", &[("target", ddb)])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let u2 = agents[holder]
+        .value("rpo_upper_bound_seconds", &[("target", ddb)])
+        .unwrap();
+    assert!(
+        (u2 - u1 - 3.0).abs() < 0.6,
+        "{ddb}: upper bound {u1} -> {u2} over 3 s"
+    );
+    // The target written in the healthy region still writes every interval.
+    let h = one_holder(&agents, healthy, None, Duration::from_secs(1));
+    writes_within(&agents[h], healthy, Duration::from_secs(3));
+    // The holder dies with the region: the standby takes over and reports
+    // the data at risk from the replica's canary (the old holder's clock).
+    agents[holder].signal(libc::SIGKILL);
+    let killed = Instant::now();
+    let next = one_holder(
+        &agents,
+        ddb,
+        Some(holder),
+        LEASE + INTERVAL + Duration::from_secs(2),
+    );
+    let took = killed.elapsed();
+    let at_risk = agents[next]
+        .wait_value(
+            "rpo_upper_bound_seconds",
+            &[("target", ddb)],
+            Duration::from_secs(5),
+            |v| v >= began.elapsed().as_secs_f64() - 1.5,
+        )
+        .unwrap_or(0.0);
+    let outage = began.elapsed().as_secs_f64();
+    println!("{ddb}: region down {outage:.1} s; takeover {took:?} after the SIGKILL; the successor's data at risk {at_risk:.1} s");
+    assert!(
+        at_risk >= outage - 1.5 && at_risk <= outage + 2.5,
+        "{ddb}: data at risk {at_risk} s after {outage:.1} s of outage"
+    );
+    down.undo();
+    let back = agents[next].wait_value(
+        "rpo_probe_up",
+        &[("target", ddb)],
+        Duration::from_secs(30),
+        |v| v == 1.0,
+    );
+    assert_eq!(
+        back,
+        Some(1.0),
+        "{ddb}: the probe did not recover after region-up"
+    );
+    let s3_back = (0..2).filter(|&i| i != holder).any(|i| {
+        agents[i].wait_value(
+            "rpo_probe_up",
+            &[("target", s3)],
+            Duration::from_secs(30),
+            |v| v == 1.0,
+        ) == Some(1.0)
+    });
+    assert!(s3_back, "{s3}: the probe did not recover after region-up");
 }

@@ -31,6 +31,9 @@ use crate::route::Route;
 use crate::tracker::Observation;
 
 const CANARY_TTL_SECONDS: u64 = 86_400;
+/// At a takeover, a side whose region does not answer within this is taken
+/// as unknown: the replicas' canaries must not wait for a dead source.
+const STORED_READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// A lag hint outlives its last writer by a week, then expires.
 const HINT_TTL_SECONDS: u64 = 7 * 86_400;
 
@@ -124,16 +127,22 @@ impl DynamoProbe {
         Ok(())
     }
 
-    /// The canary item as `side` holds it now (consistent read).
-    async fn stored_in(&self, side: &Side, s: &Schema) -> Result<Option<StoredCanary>, ProbeError> {
-        let out = side
-            .client
+    /// The canary item as one side holds it now (consistent read).
+    async fn stored_at(
+        (table, key, client, count): (
+            String,
+            HashMap<String, AttributeValue>,
+            Client,
+            CountAttempts,
+        ),
+    ) -> Result<Option<StoredCanary>, ProbeError> {
+        let out = client
             .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(s)))
+            .table_name(table)
+            .set_key(Some(key))
             .consistent_read(true)
             .customize()
-            .interceptor(side.count.clone())
+            .interceptor(count)
             .send()
             .await
             .map_err(|e| from_sdk("GetItem", &e))?;
@@ -402,16 +411,50 @@ impl Probe for DynamoProbe {
         self.put_in_source(item, None).await
     }
 
+    /// Every side is read at once, and a side that does not answer (its
+    /// region is down: the very case a takeover is for) is only `None`:
+    /// the replicas' canaries still give the data at risk.
     async fn stored_canaries(&self) -> Result<StoredCanaries, ProbeError> {
         let s = self.schema()?;
-        let mut out = StoredCanaries {
-            source: self.stored_in(&self.source, &s).await?,
-            replicas: Vec::new(),
+        let mut sides = tokio::task::JoinSet::new();
+        let read = |side: &Side, i: usize| {
+            let probe = (
+                self.table.clone(),
+                self.key(&s),
+                side.client.clone(),
+                side.count.clone(),
+            );
+            async move {
+                let read = tokio::time::timeout(STORED_READ_TIMEOUT, Self::stored_at(probe));
+                let res = read.await.unwrap_or_else(|_| {
+                    Err(ProbeError::transient(
+                        "GetItem",
+                        "timeout",
+                        "no answer within 3 s",
+                    ))
+                });
+                (i, res)
+            }
         };
-        for side in &self.replicas {
-            out.replicas.push(self.stored_in(side, &s).await?);
+        sides.spawn(read(&self.source, 0));
+        for (i, side) in self.replicas.iter().enumerate() {
+            sides.spawn(read(side, i + 1));
         }
-        Ok(out)
+        let mut found = vec![None; self.replicas.len() + 1];
+        while let Some(Ok((i, res))) = sides.join_next().await {
+            match res {
+                Ok(c) => {
+                    tracing::debug!(side = i, canary = ?c, "canary state read");
+                    found[i] = c
+                }
+                Err(e) => tracing::debug!(side = i, "canary state unknown: {e}"),
+            }
+        }
+        let source = found.remove(0);
+        Ok(StoredCanaries {
+            source,
+            replicas: found,
+        })
     }
 
     async fn read(&self, replica: usize, _awaited: &[u64]) -> Result<Observation, ProbeError> {

@@ -48,13 +48,27 @@ fn cadence_phase(interval: Duration) -> Duration {
 /// every 10 minutes (≈ 4300 a month).
 const LAG_HINT_EVERY: Duration = Duration::from_secs(600);
 
+/// The longest the writer waits for the lag hint before its first canary.
+const HINT_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Seeds every pair's planner with the lag hint the store keeps, if any.
 /// A failed read only means a cold start: logged at debug, never an error.
 async fn seed_from_hint(run: &RouteRun) {
-    let hint = {
+    let hint = async {
         let _permit = run.calls.acquire().await;
         run.route.probe.read_lag_hint().await
     };
+    // A source that does not answer (its region is down) delays the first
+    // canary by no more than this.
+    let hint = tokio::time::timeout(HINT_READ_TIMEOUT, hint)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProbeError::transient(
+                "GetItem",
+                "timeout",
+                "no answer within 2 s",
+            ))
+        });
     match hint {
         Ok(lags) => {
             for (p, lag) in run.pairs.iter().zip(lags) {
@@ -136,7 +150,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                     take_lead(&run, gate, &role).await;
                     resume_due = true;
                     if prepared {
-                        resume_from_store(&run).await;
+                        resume_from_store(&run);
                         resume_due = false;
                     }
                     // Write the first canary now: a takeover should not
@@ -185,7 +199,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                         replicas = ?route.replica_regions, key = %route.canary_key, "target ready");
                     prepared = true;
                     if std::mem::take(&mut resume_due) && leading {
-                        resume_from_store(&run).await;
+                        resume_from_store(&run);
                     }
                     if !announced {
                         announced = true;
@@ -349,7 +363,14 @@ async fn take_lead(run: &RouteRun, gate: &Gate, role: &Role) {
 
 /// Fleet takeover: carry on from the canaries the last holder left in the
 /// store (needs a prepared probe).
-async fn resume_from_store(run: &RouteRun) {
+///
+/// On a task of its own: a side whose region is down answers only at the
+/// SDK's timeout, and the first canary must not wait for it.
+fn resume_from_store(run: &Arc<RouteRun>) {
+    tokio::spawn(resume_task(run.clone()));
+}
+
+async fn resume_task(run: Arc<RouteRun>) {
     let stored = {
         let _permit = run.calls.acquire().await;
         run.route.probe.stored_canaries().await
@@ -358,10 +379,9 @@ async fn resume_from_store(run: &RouteRun) {
         Ok(s) => {
             for (i, p) in run.pairs.iter().enumerate() {
                 let replica = s.replicas.get(i).copied().flatten();
-                if s.source.is_some() || replica.is_some() {
-                    p.lock()
-                        .unwrap()
-                        .inherit(s.source, replica, run.route.interval);
+                let mut p = p.lock().unwrap();
+                if (s.source.is_some() || replica.is_some()) && !p.is_standby() {
+                    p.inherit(s.source, replica, run.route.interval);
                 }
             }
         }
