@@ -243,8 +243,9 @@ def overview():
              "(agent down) counts neither way."), 12, 8)
     L.add(timeseries("SLO attainment, rolling 1h", [tgt(f"rpo:slo_attainment:ratio_1h{{{M}}}", ROUTE)],
                      unit="percentunit", min0=False), 12, 8)
-    L.add(timeseries("RPO upper bound", [tgt(f"rpo_upper_bound_seconds{{{M}}}", ROUTE)],
-                     desc="now − write time of the newest canary seen in the replica: never under-reports."),
+    L.add(timeseries("Data at risk if you fail over now (upper bound)", [tgt(f"rpo_upper_bound_seconds{{{M}}}", ROUTE)],
+                     desc="now − write time of the newest canary seen in the replica: never under-reports. "
+                          "A failover now loses at most this much; it keeps rising while the source region is down."),
           12, 8)
     L.add(table("Agents", [tgt("count by (instance, version) (rpo_agent_build_info)", instant=True, fmt="table")],
                 rename={"Value": "agents"}, exclude=("Time",),
@@ -266,7 +267,7 @@ def target_drilldown():
                unit="none", decimals=0, th=thresholds("green", 1, "red"), graph=False), 4, 5)
     L.add(timeseries("RPO, upper bound and objective", [
         tgt(f"rpo_seconds{{{M}}}", "RPO " + ROUTE),
-        tgt(f"rpo_upper_bound_seconds{{{M}}}", "upper bound " + ROUTE),
+        tgt(f"rpo_upper_bound_seconds{{{M}}}", "data at risk (upper bound) " + ROUTE),
         tgt(f"rpo_objective_seconds{{{M}}}", "objective " + ROUTE),
     ], overrides=objective_override()), 12, 9)
     L.add({"type": "heatmap", "title": "Replication lag per canary (heatmap)", "datasource": DS,
@@ -360,14 +361,15 @@ def dr_drill():
     L.add(stat("Max RPO in range", [tgt(f"max(max_over_time(rpo_seconds{{{M}}}[$__range]))")], graph=False,
                desc="The worst RPO measured in the selected time range: the data a failover at that "
                     "moment would have lost."), 6, 5)
-    L.add(stat("Max upper bound in range",
-               [tgt(f"max(max_over_time(rpo_upper_bound_seconds{{{M}}}[$__range]))")], graph=False), 6, 5)
+    L.add(stat("Max data at risk in range (upper bound)",
+               [tgt(f"max(max_over_time(rpo_upper_bound_seconds{{{M}}}[$__range]))")], graph=False,
+               desc="If you fail over now you lose at most rpo_upper_bound_seconds: the worst of it in the range."), 6, 5)
     L.add(stat("Longest gap without a successful canary", [tgt(
         f"max(max_over_time((time() - rpo_last_canary_success_timestamp_seconds{{{M}}})[$__range:]))")],
         graph=False, desc="Measurement blackout during the drill (e.g. while the writer was read-only)."), 6, 5)
     L.add(timeseries("RPO around the failover", [
         tgt(f"rpo_seconds{{{M}}}", "RPO " + ROUTE),
-        tgt(f"rpo_upper_bound_seconds{{{M}}}", "upper bound " + ROUTE),
+        tgt(f"rpo_upper_bound_seconds{{{M}}}", "data at risk (upper bound) " + ROUTE),
         tgt(f"rpo_objective_seconds{{{M}}}", "objective " + ROUTE),
     ], desc="Red annotations mark the direction changes. After a failover the labels "
             "source_region/replica_region are swapped: the new series is the new direction.",
