@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use rpo_integration_tests::{agent_bin, rt, Agent, Lab};
+use rpo_integration_tests::{agent_bin, rt, run_command, Agent, Lab};
 
 const SRC: &str = "ap-northeast-1";
 const DST: &str = "ap-northeast-3";
@@ -143,7 +143,7 @@ fn three_agents_write_as_one_and_a_successor_writes_within_a_lease_and_an_interv
     let one = window.as_secs_f64() / INTERVAL.as_secs_f64();
     println!("{t}: the fleet wrote {fleet_writes} canaries in {window:?} (one agent: {one:.0})");
     assert!(
-        (fleet_writes - one).abs() <= 2.0,
+        (fleet_writes - one).abs() <= 1.0,
         "{t}: the fleet wrote {fleet_writes} canaries in {window:?}; one agent writes {one:.0}"
     );
     assert_eq!(
@@ -626,7 +626,9 @@ fn with_the_source_region_down_the_agent_reports_it_and_a_standby_carries_the_da
         .wait_value(
             "rpo_upper_bound_seconds",
             &[("target", ddb)],
-            Duration::from_secs(5),
+            // The successor reads the replica's canary at once; the dead
+            // source answers nothing (3 s at most).
+            Duration::from_secs(10),
             |v| v >= began.elapsed().as_secs_f64() - 1.5,
         )
         .unwrap_or(0.0);
@@ -657,4 +659,38 @@ fn with_the_source_region_down_the_agent_reports_it_and_a_standby_carries_the_da
         ) == Some(1.0)
     });
     assert!(s3_back, "{s3}: the probe did not recover after region-up");
+}
+
+#[test]
+fn check_reports_a_missing_lease_table_with_its_fix_and_init_creates_it() {
+    let table = "fleet-check";
+    rt().block_on(lab().create_global_table(table, SRC, DST, None));
+    let cfg = config("check", "c1", &dynamodb_target(table));
+    let (code, out) = run_command(&["check"], &cfg, &lab().env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("✗ [fleet]: fleet check: lease table leases-check in ap-northeast-3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("does not exist: run `rpo-agent init`"),
+        "{out}"
+    );
+    let (code, out) = run_command(&["init"], &cfg, &lab().env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("✓ fleet check: lease table leases-check created in ap-northeast-3"),
+        "{out}"
+    );
+    let (code, out) = run_command(&["init"], &cfg, &lab().env);
+    assert!(
+        code == Some(0) && out.contains("lease table leases-check exists"),
+        "{out}"
+    );
+    // (The canary table's TTL is off in this lab table: those lines are ✗.)
+    let (_, out) = run_command(&["check"], &cfg, &lab().env);
+    assert!(
+        out.contains("✓ [fleet]: fleet check: lease table leases-check in ap-northeast-3"),
+        "{out}"
+    );
 }

@@ -182,7 +182,7 @@ const COLUMNS: usize = 10;
 fn table(html: &mut String, replicas: &[ReplicaStatus]) {
     html.push_str(
         r#"<div class="card"><table>
-<thead><tr><th>Target<br><span class="sub">kind · direction</span></th><th>Probe</th><th>RPO now<br><span class="sub">/ objective</span></th><th class="num">Upper<br>bound</th><th class="num">Last lag<br><span class="sub">± uncertainty</span></th><th class="num">Pending</th><th class="num">Written</th><th class="num">Observed</th><th class="num">Lost</th><th class="num">Failed</th></tr></thead>
+<thead><tr><th>Target<br><span class="sub">kind · direction</span></th><th>Probe</th><th>RPO now<br><span class="sub">/ objective</span></th><th class="num" title="now − write time of the newest canary seen in the replica (the upper bound): a failover now loses at most this much">Data at risk<br><span class="sub">if you fail over now</span></th><th class="num">Last lag<br><span class="sub">± uncertainty</span></th><th class="num">Pending</th><th class="num">Written</th><th class="num">Observed</th><th class="num">Lost</th><th class="num">Failed</th></tr></thead>
 "#,
     );
     for r in replicas {

@@ -147,11 +147,16 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
             if role.is_lead() != leading {
                 leading = role.is_lead();
                 if leading {
-                    take_lead(&run, gate, &role).await;
+                    take_lead(&run, gate, &role);
+                    // First what the store says (on a task of its own),
+                    // then the hint, which waits for the source.
                     resume_due = true;
                     if prepared {
                         resume_from_store(&run);
                         resume_due = false;
+                    }
+                    if gate_lags_missing(&run, gate) {
+                        seed_from_hint(&run).await;
                     }
                     // Write the first canary now: a takeover should not
                     // wait for the old holder's cadence.
@@ -339,7 +344,7 @@ fn stand_by(run: &RouteRun, role: Role) {
 /// Fleet mode: this agent now writes the target. Every pair starts afresh
 /// (its series shown again) and its planner starts from the lags the last
 /// holder kept in the lease, else from the target's lag hint.
-async fn take_lead(run: &RouteRun, gate: &Gate, role: &Role) {
+fn take_lead(run: &RouteRun, gate: &Gate, role: &Role) {
     let me = match role {
         Role::Lead { token: Some(_) } => Some(run.board.agent_id()),
         _ => None,
@@ -356,9 +361,14 @@ async fn take_lead(run: &RouteRun, gate: &Gate, role: &Role) {
         }
     }
     info!(target = %run.route.target, inherited_lags = inherited, "writing this target's canaries (fleet lease)");
-    if inherited < run.pairs.len() {
-        seed_from_hint(run).await;
-    }
+}
+
+/// Whether some pair found no lag in the lease (then the hint may have one).
+fn gate_lags_missing(run: &RouteRun, gate: &Gate) -> bool {
+    run.pairs.iter().any(|p| {
+        gate.inherited_lag(&p.lock().unwrap().labels.replica_region)
+            .is_none()
+    })
 }
 
 /// Fleet takeover: carry on from the canaries the last holder left in the
