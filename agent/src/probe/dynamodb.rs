@@ -154,7 +154,11 @@ impl DynamoProbe {
         };
         Ok(n("seq")
             .zip(n("written_at_us"))
-            .map(|(seq, written_at_us)| StoredCanary { seq, written_at_us }))
+            .map(|(seq, written_at_us)| StoredCanary {
+                seq,
+                written_at_us,
+                lease: n("lease"),
+            }))
     }
 
     fn key(&self, s: &Schema) -> HashMap<String, AttributeValue> {

@@ -90,6 +90,8 @@ pub struct StoredCanary {
     pub seq: u64,
     /// The writer's wall clock, µs since the epoch.
     pub written_at_us: u64,
+    /// The fencing token it was written with (fleet mode).
+    pub lease: Option<u64>,
 }
 
 /// The canary state of a route's store: the source's newest canary and

@@ -123,14 +123,20 @@ impl PairState {
 
     /// Fleet takeover: carries on from the canaries the last holder left
     /// (`source`: the newest written; `replica`: the newest this replica
-    /// has). Their wall-clock write times are mapped onto our monotonic
+    /// has; `token`: our lease's). Their wall-clock write times are mapped onto our monotonic
     /// clock, which assumes synchronized host clocks (Amazon Time Sync).
     pub fn inherit(
         &mut self,
         source: Option<StoredCanary>,
         replica: Option<StoredCanary>,
         interval: Duration,
+        token: Option<u64>,
     ) {
+        // The new holder writes its first canary at once, so the source
+        // may already show ours (stamped with our token): then the last
+        // holder's newest is unknown, and our own canaries (tracked) cover
+        // what the replica lacks.
+        let source = source.filter(|s| token.is_none() || s.lease != token);
         let now = Instant::now();
         let now_us = crate::canary::unix_micros();
         let at = |us: u64| now.checked_sub(Duration::from_micros(now_us.saturating_sub(us)));

@@ -381,6 +381,10 @@ fn resume_from_store(run: &Arc<RouteRun>) {
 }
 
 async fn resume_task(run: Arc<RouteRun>) {
+    let token = match run.gate.as_ref().map(|g| g.role()) {
+        Some(Role::Lead { token }) => token,
+        _ => None,
+    };
     let stored = {
         let _permit = run.calls.acquire().await;
         run.route.probe.stored_canaries().await
@@ -391,7 +395,7 @@ async fn resume_task(run: Arc<RouteRun>) {
                 let replica = s.replicas.get(i).copied().flatten();
                 let mut p = p.lock().unwrap();
                 if (s.source.is_some() || replica.is_some()) && !p.is_standby() {
-                    p.inherit(s.source, replica, run.route.interval);
+                    p.inherit(s.source, replica, run.route.interval, token);
                 }
             }
         }
