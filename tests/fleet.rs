@@ -477,8 +477,66 @@ fn a_postgres_target_is_taken_over_after_a_sigkill() {
         lab().get("PG_PRIMARY_URL"),
         lab().get("PG_REPLICA_URL")
     );
+    let _pg = pg_lock();
     let agents = fleet_on("pg", 2, &target);
     takeover_after_sigkill(&agents, t);
+}
+
+#[test]
+fn a_postgres_stall_that_spans_a_takeover_keeps_rising_on_the_new_holder() {
+    let t = "fleet-pg-stall";
+    let target = format!(
+        "[[target]]\nname = \"{t}\"\nkind = \"postgres\"\nsource = {{ region = \"{SRC}\", url = \"{}\" }}\nreplicas = [{{ region = \"{DST}\", url = \"{}\" }}]\ninterval = \"1s\"\ntimeout = \"2m\"\n",
+        lab().get("PG_PRIMARY_URL"),
+        lab().get("PG_REPLICA_URL")
+    );
+    let _pg = pg_lock();
+    let agents = fleet_on("pgstall", 2, &target);
+    let holder = one_holder(&agents, t, None, Duration::from_secs(20));
+    agents[holder]
+        .wait_value(
+            "rpo_canaries_observed_total",
+            &[("target", t)],
+            Duration::from_secs(15),
+            |v| v >= 2.0,
+        )
+        .expect("the holder measures");
+    let stalled = lab().fault_until_drop(&["postgres", "stall"], &["postgres", "resume"]);
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    agents[holder].signal(libc::SIGKILL);
+    let next = one_holder(
+        &agents,
+        t,
+        Some(holder),
+        LEASE + INTERVAL + Duration::from_secs(2),
+    );
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(began.elapsed()));
+    let at = began.elapsed().as_secs_f64();
+    let r = rpo(&agents[next], t).expect("the new holder exports rpo_seconds");
+    println!("{t}: replay paused {at:.1} s ago, the holder killed at 3 s: the new holder's RPO is {r:.1} s");
+    assert!(
+        r >= at - 2.5 && r <= at + 0.5,
+        "{t}: RPO {r} s after a {at:.1} s stall"
+    );
+    stalled.undo();
+    let back = agents[next].wait_value(
+        "rpo_seconds",
+        &[("target", t)],
+        Duration::from_secs(10),
+        |v| v < 2.0,
+    );
+    assert!(
+        back.is_some_and(|v| v < 2.0),
+        "{t}: RPO {back:?} after replay resumed"
+    );
+}
+
+/// The PostgreSQL pair is shared: its stall must not overlap the other
+/// PostgreSQL test of this binary.
+fn pg_lock() -> std::sync::MutexGuard<'static, ()> {
+    static PG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PG.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[test]

@@ -251,6 +251,34 @@ pub async fn read(
     Ok((seq.map(|s| s as u64), read_only))
 }
 
+const PG_STORED: &str = "SELECT seq, (extract(epoch FROM written_at) * 1000000)::bigint FROM rpo_canary WHERE agent_id = $1 AND target = $2";
+const MYSQL_STORED: &str = "SELECT CAST(seq AS SIGNED), CAST(UNIX_TIMESTAMP(written_at) * 1000000 AS SIGNED) FROM rpo_canary WHERE agent_id = ? AND target = ?";
+
+/// The canary row of (agent, target): (seq, written_at in µs), if any.
+pub async fn stored(
+    pool: &Pool,
+    what: &str,
+    agent: &str,
+    target: &str,
+) -> Result<Option<(u64, u64)>, ProbeError> {
+    let e = pool.engine();
+    let row = match pool {
+        Pool::Pg(p) => {
+            let q = sqlx::query_as::<_, (i64, i64)>(PG_STORED)
+                .bind(agent)
+                .bind(target);
+            timed(e, "read", what, q.fetch_optional(p)).await?
+        }
+        Pool::My(p) => {
+            let q = sqlx::query_as::<_, (i64, i64)>(MYSQL_STORED)
+                .bind(agent)
+                .bind(target);
+            timed(e, "read", what, q.fetch_optional(p)).await?
+        }
+    };
+    Ok(row.map(|(s, at)| (s as u64, at as u64)))
+}
+
 /// Is the node read-only (a standby, a reader, `read_only=1`)?
 pub async fn read_only(pool: &Pool, what: &str) -> Result<bool, ProbeError> {
     let e = pool.engine();

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use crate::aws::AwsPlumbing;
 use crate::config::{redact_url, Auth, Endpoint, Kind, TargetConfig};
-use crate::probe::{Canary, Probe, ProbeError, Roles, StoreFigure};
+use crate::probe::{Canary, Probe, ProbeError, Roles, StoreFigure, StoredCanaries, StoredCanary};
 use crate::route::Route;
 use crate::tracker::Observation;
 use conn::{Credentials, Options, Pool};
@@ -297,6 +297,35 @@ impl Probe for SqlProbe {
                 Err(e)
             }
         }
+    }
+
+    /// Each node's row; a node that does not answer within 3 s is unknown
+    /// (`None`). SQL rows carry no lease token.
+    async fn stored_canaries(&self) -> Result<StoredCanaries, ProbeError> {
+        let mut found = Vec::new();
+        for i in 0..self.nodes.len() {
+            let n = self.node_at(i);
+            let read = async {
+                let pool = n.pool().ok()?;
+                conn::stored(&pool, &n.what, &self.agent_id, &self.target)
+                    .await
+                    .ok()?
+            };
+            let row = tokio::time::timeout(Duration::from_secs(3), read)
+                .await
+                .ok()
+                .flatten();
+            found.push(row.map(|(seq, written_at_us)| StoredCanary {
+                seq,
+                written_at_us,
+                lease: None,
+            }));
+        }
+        let source = found.remove(0);
+        Ok(StoredCanaries {
+            source,
+            replicas: found,
+        })
     }
 
     fn take_store_figures(&self) -> Vec<StoreFigure> {
