@@ -14,7 +14,8 @@ lease/4 (SIGKILL) and lease/4 + one table read (SIGTERM).
 
 Part 2, a region outage (--outage DUR, 0 skips it). Two agents on a
 DynamoDB target whose source region goes down (lab `aws region-down`) and on
-a healthy DynamoDB target written in the other region. It samples the
+a healthy DynamoDB target between two other regions (the lease table is in
+one of them). It samples the
 holder's rpo_upper_bound_seconds (the data at risk) every second and reports
 its growth per second; the healthy target's lag p50 before and during the
 outage; then SIGKILLs the holder and reports the takeover time and the
@@ -35,7 +36,9 @@ import boto3
 
 import benchlib as bl
 
-DOWN, UP = "us-west-2", "eu-west-1"  # part 2's regions: no other part uses them
+# Part 2's regions (no other part uses them): DOWN goes down; the healthy
+# target writes in UP and is read in THIRD, both healthy.
+DOWN, UP, THIRD = "us-west-2", "eu-west-1", "eu-central-1"
 
 
 def lease_table(name, region):
@@ -154,18 +157,20 @@ def takeovers(args, lab, binary, lease, interval):
 def outage(args, lab, binary, lease, interval):
     fleet, down_t, healthy = "bench-outage", "bench-outage", "bench-outage-healthy"
     bl.global_table(down_t, src=DOWN, dst=UP)
-    bl.global_table(healthy, src=UP, dst=DOWN)
+    bl.global_table(healthy, src=UP, dst=THIRD)
     lease_table(f"leases-{fleet}", UP)
 
     def target(name, src, dst):
         return (f'[[target]]\nname = "{name}"\nkind = "dynamodb"\ntable = "{name}"\n'
                 f'source = {{ region = "{src}" }}\nreplicas = [{{ region = "{dst}" }}]\ninterval = "{args.interval}"\n')
 
-    cfg = [fleet_table(fleet, UP, args.lease), target(down_t, DOWN, UP), target(healthy, UP, DOWN)]
+    cfg = [fleet_table(fleet, UP, args.lease), target(down_t, DOWN, UP), target(healthy, UP, THIRD)]
     agents = [bl.Agent.start(binary, cfg, lab, f"{lab.dir}/outage-{i}.log", agent_id=f"outage-{i}",
                              rpo_log="warn,rpo_agent=debug") for i in range(2)]
+    holder_of(agents, down_t)
+    # Two lease periods: the fleet spreads the two targets over the two agents.
+    time.sleep(max(interval * 4, lease * 2) + 2)
     h = holder_of(agents, down_t)
-    time.sleep(interval * 4 + 2)
 
     def healthy_lags(since):
         out = []

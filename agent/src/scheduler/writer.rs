@@ -325,9 +325,10 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
     }
 }
 
-/// How often the writer hands its lag estimates to the fleet gate, which
-/// keeps them in the lease at the next renewal.
-const KEEP_LAGS_EVERY: Duration = Duration::from_secs(5);
+/// How often (at most) the writer hands its lag estimates to the fleet
+/// gate, which keeps them in the lease at the next renewal: soon after the
+/// first precise canary, so even a short-lived holder leaves them behind.
+const KEEP_LAGS_EVERY: Duration = Duration::from_secs(1);
 
 /// Fleet mode: another agent writes this target (or nobody yet). Every pair
 /// hides its gauges and forgets its canaries.
