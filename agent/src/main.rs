@@ -14,6 +14,7 @@ use rpo_agent::config::{self, Config};
 use rpo_agent::fleet::Fleet;
 use rpo_agent::shutdown::Shutdown;
 use rpo_agent::{agent_id, check, once, routes, scheduler};
+use rpo_report as report;
 use rpo_exporter::{Metrics, StatusBoard};
 use tracing::{error, info};
 
@@ -75,11 +76,146 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Write an RPO report (attainment, episodes, failovers, lag) from Prometheus.
+    Report(ReportArgs),
     /// Ask a running agent's /healthz (for container health checks).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
     },
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Base URL of the Prometheus that scrapes the agents (e.g. http://prometheus:9090).
+    #[arg(long)]
+    prometheus: String,
+    /// The window: the last N (e.g. 30d, 12h) up to --to or now.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    last: Option<Duration>,
+    /// Start of the window: RFC 3339, Unix seconds, or now-2h.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the window (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only these targets (repeat the flag; default: every target with data).
+    #[arg(long = "target", value_name = "NAME")]
+    targets: Vec<String>,
+    #[arg(long, value_enum, default_value = "markdown")]
+    format: ReportFormat,
+    /// Write the report here (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Add the drill record: timeline of the window, figures of each switch.
+    #[arg(long)]
+    drill: bool,
+    /// Use raw series even where the recording rules are loaded.
+    #[arg(long)]
+    raw: bool,
+    /// File holding a bearer token (Grafana Cloud, Mimir, a SigV4 proxy).
+    #[arg(long)]
+    bearer_token_file: Option<PathBuf>,
+    /// Basic-auth user; the password is read from --basic-auth-password-file.
+    #[arg(long, requires = "basic_auth_password_file")]
+    basic_auth_user: Option<String>,
+    #[arg(long, requires = "basic_auth_user")]
+    basic_auth_password_file: Option<PathBuf>,
+    /// Extra request header, 'Name: value' (repeatable), e.g. 'X-Scope-OrgID: team-a'.
+    #[arg(long = "header", value_name = "HEADER")]
+    headers: Vec<String>,
+    /// PEM file of the CA that signed Prometheus's certificate.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Longest wait for one query.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    query_timeout: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Markdown,
+    Html,
+    Json,
+}
+
+/// A secret from a file, without the trailing newline editors add.
+fn read_secret(flag: &str, path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
+/// The flags as a report request and the Prometheus client; `Err` is a
+/// usage problem (exit 2).
+fn report_setup(a: &ReportArgs) -> Result<(report::Prom, report::Request), String> {
+    use report::window;
+    let w = window::resolve(a.last, a.from.as_deref(), a.to.as_deref(), window::now())?;
+    let mut auth = report::PromAuth {
+        ca_file: a.ca_file.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = &a.bearer_token_file {
+        auth.bearer_token = Some(read_secret("--bearer-token-file", p)?);
+    }
+    if let (Some(u), Some(p)) = (&a.basic_auth_user, &a.basic_auth_password_file) {
+        auth.basic = Some((u.clone(), read_secret("--basic-auth-password-file", p)?));
+    }
+    for h in &a.headers {
+        let (n, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header {h:?}: write it as 'Name: value'"))?;
+        auth.headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+    let prom = report::Prom::new(&a.prometheus, &auth, a.query_timeout).map_err(|e| e.to_string())?;
+    let req = report::Request {
+        window: w,
+        targets: a.targets.clone(),
+        drill: a.drill,
+        force_raw: a.raw,
+    };
+    Ok((prom, req))
+}
+
+async fn run_report(a: ReportArgs) -> ExitCode {
+    let (prom, req) = match report_setup(&a) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("rpo-agent report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = std::time::Instant::now();
+    let r = match report::gather(&prom, &req, report::window::now()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rpo-agent report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = match a.format {
+        ReportFormat::Markdown => report::Format::Markdown,
+        ReportFormat::Html => report::Format::Html,
+        ReportFormat::Json => report::Format::Json,
+    };
+    let text = report::render(&r, format);
+    info!(
+        targets = r.targets.len(),
+        queries = prom.queries_sent(),
+        seconds = started.elapsed().as_secs_f64(),
+        path = %r.path_note,
+        "report made"
+    );
+    match &a.out {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("rpo-agent report: --out {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{text}"),
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_logs(format: LogFormat, command: &Command) {
@@ -165,6 +301,7 @@ fn main() -> ExitCode {
                 }
                 Err(code) => return code,
             },
+            Command::Report(args) => return run_report(args).await,
             Command::Healthcheck { url } => {
                 match rpo_exporter::healthcheck::check(&url, Duration::from_secs(3)).await {
                     Ok(()) => Ok(ExitCode::SUCCESS),

@@ -5,6 +5,7 @@
 //! out of each other's way by using their own tables and scoped faults.
 
 pub mod agent;
+pub mod browser;
 pub mod lab;
 pub mod metrics;
 pub mod monitoring;
