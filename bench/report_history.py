@@ -507,7 +507,9 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--rules", default=str(RULES_FILE))
     p.add_argument("--no-report", action="store_true", help="only build and check the data (no rpo-agent)")
+    p.add_argument("--skip-a", action="store_true", help="no reports in run A (without rules)")
     a = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("SIGTERM"))   # run the finally: stop Prometheus
     for step in (a.aux_step, a.hist_step):
         if step % a.scrape:
             p.error("--aux-step and --hist-step must be multiples of --scrape")
@@ -578,7 +580,7 @@ def main():
         prom.settle(least=0, quiet=3)
         print(f"run A: Prometheus (no rules) on :{prom.port}, RSS {prom.rss()[0]:.0f} MiB", flush=True)
         check_data(prom, start, end, a)
-        if not a.no_report:
+        if not a.no_report and not a.skip_a:
             for fmt, raw in (("json", False), ("html", False), ("json", True)):
                 row = time_report(a, prom, window, fmt, raw, work)
                 print_row("A", row)

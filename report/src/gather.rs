@@ -319,8 +319,10 @@ impl Gatherer<'_> {
                 let e = (last + SLICE).min(self.window.to);
                 let (rpo, obj, step) = self.fine(k, s, e).await?;
                 let mut runs = analysis::runs_above(&rpo, &obj, step);
-                // Runs the slices do not vouch for belong to a neighbour.
-                runs.retain(|r| r.end >= first - SLICE && r.start <= *last);
+                // Runs the slices do not vouch for belong to a neighbour. A
+                // rules slice judges the minute before its evaluation, which
+                // may begin up to a minute before the aligned slice does.
+                runs.retain(|r| r.end >= first - 2.0 * SLICE && r.start <= *last);
                 for r in runs.iter_mut() {
                     // Open only if it reaches the window's end (not merely
                     // the end of the refined stretch).
@@ -735,19 +737,35 @@ async fn choose_path(prom: &Prom, g: &Gatherer<'_>, force_raw: bool) -> Result<(
         ));
     }
     // Rules loaded after the window began would leave its start without
-    // slices: compare the pairs of both in the window's first minutes.
+    // slices: every pair with raw samples in the window's first minutes
+    // must have rule samples too. A pair gets its first rule sample up to a
+    // minute after its first raw one, so raw pairs are counted up to a
+    // minute before the rule pairs.
     let Window { from, to } = g.window;
     let probe = (from + 600.0).min(to);
-    let range = format!("{}s", (probe - from).max(SLICE) as u64);
+    if probe - SLICE - from < SLICE {
+        return Ok((false, "raw queries: the window is too short to check that the recording rules cover it".into()));
+    }
     let sel = &g.sel;
-    let count = |q: String| async move {
-        let r = prom.query(&q, probe).await?;
+    let count = |q: String, at: f64| async move {
+        let r = prom.query(&q, at).await?;
         Ok::<f64, ReportError>(r.first().map(first).unwrap_or(0.0))
     };
-    let raw = count(format!("count(count by ({PAIR}) (count_over_time(rpo_seconds{{{sel}}}[{range}])))")).await?;
-    let ruled = count(format!(
-        "count(count by ({PAIR}) (count_over_time(rpo:rpo_seconds:max1m{{{sel}}}[{range}])))"
-    ))
+    let raw = count(
+        format!(
+            "count(count by ({PAIR}) (count_over_time(rpo_seconds{{{sel}}}[{}])))",
+            range(probe - SLICE - from)
+        ),
+        probe - SLICE,
+    )
+    .await?;
+    let ruled = count(
+        format!(
+            "count(count by ({PAIR}) (count_over_time(rpo:rpo_seconds:max1m{{{sel}}}[{}])))",
+            range(probe - from)
+        ),
+        probe,
+    )
     .await?;
     if ruled < raw {
         return Ok((

@@ -135,14 +135,6 @@ pub fn fmt_count(n: f64) -> String {
     }
 }
 
-/// "recording rules" / "raw queries".
-pub fn fmt_path(p: QueryPath) -> &'static str {
-    match p {
-        QueryPath::RecordingRules => "recording rules",
-        QueryPath::RawQueries => "raw queries",
-    }
-}
-
 /// A table cell of text (escaped here).
 fn td(text: &str) -> String {
     format!("<td>{}</td>", escape(text))
@@ -238,8 +230,9 @@ fn header(o: &mut String, r: &Report) {
     );
     let _ = writeln!(
         o,
-        "<dt>Computed with</dt><dd>{}: {}</dd>",
-        escape(fmt_path(r.path)),
+        "<dt>Computed with</dt><dd>{}</dd>",
+        // The note starts with the path's name ("recording rules (…)",
+        // "raw queries: …").
         escape(&r.path_note)
     );
     o.push_str("</dl>\n");

@@ -24,12 +24,17 @@ fn chromium() -> PathBuf {
 pub struct Rendered {
     /// The PNG bytes of the screenshot.
     pub png: Vec<u8>,
-    /// Every URL of a request the net log recorded.
+    /// Every URL the page itself asked for (the net log's requests with
+    /// an initiator origin; Chromium's own update and account checks have
+    /// none, and a file:// page's own load is not a network request).
     pub requested: Vec<String>,
+    /// Events in the net log (proof that it was written).
+    pub netlog_events: usize,
 }
 
 /// Renders `page` (a local file) at `width`×`height` into `work`.
 pub fn render(page: &Path, work: &Path, width: u32, height: u32) -> Rendered {
+    std::fs::create_dir_all(work).unwrap();
     let profile = work.join("chromium-profile");
     let png = work.join("shot.png");
     let netlog = work.join("netlog.json");
@@ -69,24 +74,36 @@ pub fn render(page: &Path, work: &Path, width: u32, height: u32) -> Rendered {
         String::from_utf8_lossy(&out.stderr)
     );
     let png = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    let log = read_netlog(&std::fs::read_to_string(&netlog).unwrap_or_default());
+    let events = log["events"].as_array().cloned().unwrap_or_default();
     Rendered {
         png,
-        requested: urls_in_netlog(&std::fs::read_to_string(&netlog).unwrap_or_default()),
+        requested: page_requests(&events),
+        netlog_events: events.len(),
     }
 }
 
-/// Every `"url"` value in a net log (JSON; the file may end without its
-/// closing brackets when Chromium exits fast, so it is scanned as text).
-fn urls_in_netlog(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("\"url\":\"") {
-        rest = &rest[i + 7..];
-        if let Some(j) = rest.find('"') {
-            out.push(rest[..j].to_string());
-            rest = &rest[j..];
-        }
+/// The net log as JSON. Chromium may exit before it writes the closing
+/// brackets of its event list; they are added then.
+fn read_netlog(text: &str) -> serde_json::Value {
+    if let Ok(v) = serde_json::from_str(text) {
+        return v;
     }
+    let cut = text.trim_end().trim_end_matches(',');
+    serde_json::from_str(&format!("{cut}]}}")).unwrap_or_default()
+}
+
+/// URLs of the requests that a page initiated.
+fn page_requests(events: &[serde_json::Value]) -> Vec<String> {
+    let mut out: Vec<String> = events
+        .iter()
+        .filter_map(|e| {
+            let p = &e["params"];
+            let initiator = p["initiator"].as_str()?;
+            let url = p["url"].as_str()?;
+            (initiator != "not an origin").then(|| url.to_string())
+        })
+        .collect();
     out.sort();
     out.dedup();
     out
