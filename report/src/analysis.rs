@@ -165,6 +165,33 @@ pub fn run_leading_to(events: &[f64], end: f64, gap: f64) -> Option<f64> {
     first
 }
 
+/// Stretches without data in chart points taken every `step`: `(start,
+/// end)` of each run of `None`s at least two steps long, inside the data
+/// (before the first value and after the last one, the target may simply
+/// not have existed).
+pub fn gaps(points: &[(f64, Option<f64>)], step: f64) -> Vec<(f64, f64)> {
+    let first = points.iter().position(|p| p.1.is_some());
+    let last = points.iter().rposition(|p| p.1.is_some());
+    let (Some(first), Some(last)) = (first, last) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut start: Option<f64> = None;
+    for &(t, v) in &points[first..=last] {
+        match (v, start) {
+            (None, None) => start = Some(t - step),
+            (Some(_), Some(s)) => {
+                if t - step - s >= 2.0 * step - 1e-9 {
+                    out.push((s, t - step));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A chart step that gives at most `max_points` points over `window`
 /// seconds, from a list of round values, never below `floor`.
 pub fn chart_step(window: f64, max_points: f64, floor: f64) -> f64 {
@@ -263,6 +290,15 @@ mod tests {
         assert_eq!(run_leading_to(&ev, 115.0, 30.0), Some(100.0));
         assert_eq!(run_leading_to(&ev, 200.0, 30.0), None);
         assert_eq!(run_leading_to(&[], 1.0, 30.0), None);
+    }
+
+    #[test]
+    fn gaps_are_runs_of_missing_points_inside_the_data() {
+        let p = |v: &[Option<f64>]| v.iter().enumerate().map(|(i, x)| (i as f64 + 1.0, *x)).collect::<Vec<_>>();
+        // Missing at the edges is not a gap; one missing step is not either.
+        let pts = p(&[None, Some(1.0), None, Some(1.0), None, None, None, Some(2.0), None]);
+        assert_eq!(gaps(&pts, 1.0), vec![(4.0, 7.0)]);
+        assert!(gaps(&p(&[None, None]), 1.0).is_empty());
     }
 
     #[test]

@@ -632,6 +632,16 @@ impl Gatherer<'_> {
             what,
         };
         for t in targets {
+            for (start, end) in analysis::gaps(&t.chart.points, t.chart.step_seconds) {
+                timeline.push(ev(
+                    start,
+                    &t.target,
+                    format!(
+                        "no data for {:.0} s (the agent did not measure, or was not scraped)",
+                        end - start
+                    ),
+                ));
+            }
             for e in &t.episodes {
                 timeline.push(ev(
                     e.start,
@@ -816,7 +826,24 @@ pub async fn gather(prom: &Prom, req: &Request, now: f64) -> Result<Report, Repo
     g.rules = rules;
     // Every target with data first: an unknown name is then named with the
     // ones that exist.
-    let all = discover(&g).await?;
+    let mut all = discover(&g).await?;
+    if g.rules {
+        // A pair that appeared in the last minutes (a new direction) may
+        // have no rule evaluation yet: the raw series name it.
+        let recent = Gatherer {
+            prom,
+            window: Window {
+                from: (req.window.to - 3.0 * SLICE).max(req.window.from),
+                to: req.window.to,
+            },
+            sel: String::new(),
+            rules: false,
+        };
+        for (k, v) in discover(&recent).await? {
+            let e = all.entry(k).or_insert((v.0.clone(), f64::NAN));
+            e.1 = e.1.max(v.1);
+        }
+    }
     if all.is_empty() {
         return Err(ReportError::NoData {
             prometheus: prom.base().to_string(),

@@ -787,7 +787,7 @@ mod tests {
         assert!(at("id=\"target-0\"") < at("id=\"target-1\""));
         assert!(at("id=\"target-1\"") < at("Drill record"));
         assert!(html.contains("2024-05-01T00:00:00Z → 2024-05-01T01:00:00Z (1 h)"));
-        assert!(html.contains("recording rules: rpo:*:1m recording rules cover the window"));
+        assert!(html.contains("rpo:*:1m recording rules cover the window"));
     }
 
     #[test]
