@@ -337,6 +337,19 @@ impl Lab {
     }
 }
 
+/// A lab owned by one test stops when the test is done with it (or panics),
+/// before its directory is removed: the watchdog that `--exit-with` starts
+/// would find no state to stop once the directory is gone, and its servers
+/// would outlive the test. (A `Lab::shared` lab is never dropped; its
+/// watchdog stops it when the test process exits.)
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self._tmp.is_some() {
+            self.stop();
+        }
+    }
+}
+
 /// Parses shell `KEY=value` lines (values possibly single-quoted).
 pub fn parse_env(text: &str) -> HashMap<String, String> {
     text.lines()
