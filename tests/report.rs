@@ -3,8 +3,10 @@
 //! owned by this binary: the PostgreSQL promote changes its pair for good)
 //! and ONE agent (interval 1 s) with two targets:
 //! - `rep-ddb` (DynamoDB, objective 5 s): stalled for 20 s;
-//! - `rep-pg` (PostgreSQL, objective 30 s): promoted, then its old primary
-//!   stopped, so the agent swaps the direction once.
+//! - `rep-pg` (PostgreSQL, objective 10 min): promoted, then its old primary
+//!   stopped, so the agent swaps the direction once. Its new replica is the
+//!   stopped old primary, so its RPO rises until the test ends: the long
+//!   objective keeps that from being an episode of its own.
 //!
 //! The script, inside one report window of whole minutes: healthy, the
 //! DynamoDB stall, healthy, the agent stopped for a minute and started
@@ -45,7 +47,7 @@ fn config(lab: &Lab, port: u16) -> String {
         "[agent]\nid = \"rep\"\nlisten = \"127.0.0.1:{port}\"\nobjective = \"30s\"\n\n\
          [[target]]\nname = \"{DDB}\"\nkind = \"dynamodb\"\ntable = \"{DDB}\"\nsource = {{ region = \"{SRC}\" }}\nreplicas = [{{ region = \"{DST}\" }}]\ninterval = \"1s\"\ntimeout = \"2m\"\nobjective = \"{}s\"\n\n{}",
         OBJECTIVE as u64,
-        lab_target(lab, PG, "postgres", "1s", "")
+        lab_target(lab, PG, "postgres", "1s", "objective = \"10m\"")
     )
 }
 
