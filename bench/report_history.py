@@ -414,6 +414,7 @@ def report_group(src, dst):
     if not out:
         raise RuntimeError(f"{src} has no group {REPORT_GROUP}")
     pathlib.Path(dst).write_text("groups:\n" + "\n".join(out) + "\n")
+    return [m.group(1) for m in (re.match(r"^\s*- record:\s*(\S+)", x) for x in out) if m]
 
 
 # ---- the reports ---------------------------------------------------------------------------------
@@ -423,6 +424,8 @@ def time_report(a, prom, window, fmt, raw, work):
     cmd = [a.bin, "report", "--prometheus", prom.url, *window, "--format", fmt, "--out", str(out)]
     if raw:
         cmd.append("--raw")
+    if a.query_timeout:
+        cmd += ["--query-timeout", a.query_timeout]
     env = dict(os.environ, RPO_LOG=os.environ.get("RPO_LOG", "info"), NO_COLOR="1")
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -444,17 +447,25 @@ def time_report(a, prom, window, fmt, raw, work):
     times = []
     if a.runs > 0 and shutil.which("hyperfine"):
         jf = work / "hyperfine.json"
-        h = subprocess.run(["hyperfine", "-N", "--runs", str(a.runs), "--export-json", str(jf),
+        h = subprocess.run(["hyperfine", "-N", "-i", "--runs", str(a.runs), "--export-json", str(jf),
                             "--style", "none", " ".join(cmd)], capture_output=True, text=True, env=env)
         if h.returncode == 0:
-            times = json.loads(jf.read_text())["results"][0]["times"]
+            res = json.loads(jf.read_text())["results"][0]
+            codes = res.get("exit_codes") or [0] * len(res["times"])
+            times = [x for x, c in zip(res["times"], codes) if c == 0]
+            if any(codes):
+                row["error"] = (f"{sum(1 for c in codes if c)} of {len(codes)} timed runs failed (exit codes {codes}); "
+                                f"the first run succeeded in {first:.1f} s")
         else:
             row["error"] = f"hyperfine: {h.stderr.strip()[-2000:]}"
     else:
         for _ in range(a.runs):
             t0 = time.perf_counter()
-            subprocess.run(cmd, capture_output=True, env=env, check=True)
-            times.append(time.perf_counter() - t0)
+            x = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if x.returncode == 0:
+                times.append(time.perf_counter() - t0)
+            else:
+                row["error"] = f"a timed run failed: exit {x.returncode}: {x.stderr.strip()[-2000:]}"
     times = sorted(times) or [first]
     row["min"], row["median"] = times[0], bl.median(times)
     row["rss"], row["hwm"] = prom.rss()
@@ -462,7 +473,7 @@ def time_report(a, prom, window, fmt, raw, work):
 
 
 def print_row(run, row):
-    if "error" in row:
+    if "error" in row and "min" not in row:
         print(f"  {run} {row['fmt']:<11} FAILED after {row['first']:.2f} s: {row['error']}\n    ({row['cmd']})", flush=True)
         return
     extra = f" path={row.get('path')!r} targets={row.get('targets')}" if "path" in row else ""
@@ -471,6 +482,8 @@ def print_row(run, row):
           f" (peak {row['hwm']:.0f}){extra}", flush=True)
     if row.get("note"):
         print(f"      path_note: {row['note']}", flush=True)
+    if row.get("error"):
+        print(f"      ERROR: {row['error']}\n      ({row['cmd']})", flush=True)
 
 
 def check_data(prom, start, end, a):
@@ -505,6 +518,7 @@ def main():
     p.add_argument("--keep", help="keep the TSDBs in DIR (reused by a rerun)")
     p.add_argument("--bin", default=bl.default_agent())
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--query-timeout", help="passed to rpo-agent report (its default: 120s)")
     p.add_argument("--rules", default=str(RULES_FILE))
     p.add_argument("--no-report", action="store_true", help="only build and check the data (no rpo-agent)")
     p.add_argument("--skip-a", action="store_true", help="no reports in run A (without rules)")
@@ -585,10 +599,13 @@ def main():
                 row = time_report(a, prom, window, fmt, raw, work)
                 print_row("A", row)
                 rows.append(("A (no rules)", row))
-        # ---- backfill the report rules
+        # ---- backfill the report rules (again when the shipped group's rules changed)
+        rules_tmp = work / "report-rules.yml"
+        records = report_group(a.rules, rules_tmp)
+        if rules_dir.exists() and meta.get("rules") != records:
+            print(f"the group {REPORT_GROUP} now records {', '.join(records)}: backfilled again", flush=True)
+            shutil.rmtree(rules_dir)
         if not rules_dir.exists():
-            rules_tmp = work / "report-rules.yml"
-            report_group(a.rules, rules_tmp)
             out = work / "rule-blocks"
             shutil.rmtree(out, ignore_errors=True)
             t0 = time.perf_counter()
@@ -615,12 +632,9 @@ def main():
                 shutil.move(str(d), tmp / d.name)
             shutil.rmtree(work / "rule-blocks")
             tmp.rename(rules_dir)
-        meta["figures"] = figures
+        meta["figures"], meta["rules"] = figures, records
         meta_f.write_text(json.dumps(meta))
         # ---- run B: with the backfilled rules, rules loaded
-        rules_tmp = work / "report-rules.yml"
-        if not rules_tmp.exists():
-            report_group(a.rules, rules_tmp)
         t0 = time.perf_counter()
         prom = Prometheus(rules_dir, work, rules=rules_tmp)
         proms.append(prom)
@@ -654,7 +668,7 @@ def main():
         if rows:
             table = []
             for run, r in rows:
-                if "error" in r:
+                if "min" not in r:
                     table.append([run, r["fmt"], "error", "", "", "", "", r["error"].splitlines()[0][:80]])
                 else:
                     table.append([run, r["fmt"], f"{r['first']:.2f} s", f"{r['min']:.2f} s", f"{r['median']:.2f} s",

@@ -35,10 +35,12 @@ const CHART_POINTS: f64 = 720.0;
 /// The labels of one pair.
 const PAIR: &str = "target, kind, source_region, replica_region";
 /// The recording rules the fast path needs (dashboards/rules/).
-const RULES: [&str; 3] = [
+const RULES: [&str; 5] = [
     "rpo:rpo_seconds:max1m",
     "rpo:rpo_objective_seconds:max1m",
     "rpo:slice_within_objective:bool1m",
+    "rpo:pair_slice_within_objective:bool1m",
+    "rpo:target_slice_within_objective:bool1m",
 ];
 
 /// What to report on.
@@ -194,13 +196,31 @@ impl Gatherer<'_> {
         &self,
     ) -> Result<(BTreeMap<PairKey, Attainment>, BTreeMap<String, Attainment>), ReportError> {
         let s = self.slice_expr();
+        let sel = self.sel.clone();
+        let rules = self.rules;
+        // With the rules, the slices are recorded per pair and per target:
+        // plain range functions over them, no subquery.
         let per_pair = |agg: &'static str| {
             let s = s.clone();
-            move |r: &str| format!("{agg}((({s}))[{r}:1m])")
+            let sel = sel.clone();
+            move |r: &str| {
+                if rules {
+                    format!("{agg}(rpo:pair_slice_within_objective:bool1m{{{sel}}}[{r}])")
+                } else {
+                    format!("{agg}((({s}))[{r}:1m])")
+                }
+            }
         };
         let per_target = |agg: &'static str| {
             let s = s.clone();
-            move |r: &str| format!("{agg}((min by (target) ({s}))[{r}:1m])")
+            let sel = sel.clone();
+            move |r: &str| {
+                if rules {
+                    format!("{agg}(rpo:target_slice_within_objective:bool1m{{{sel}}}[{r}])")
+                } else {
+                    format!("{agg}((min by (target) ({s}))[{r}:1m])")
+                }
+            }
         };
         let judged = self.sum_over_window(&per_pair("count_over_time"), pair_key).await?;
         let met = self.sum_over_window(&per_pair("sum_over_time"), pair_key).await?;
@@ -411,9 +431,11 @@ impl Gatherer<'_> {
             .collect())
     }
 
-    /// The step of subqueries that sample gauges over the window.
+    /// The step of subqueries that sample gauges over the window: a few
+    /// thousand steps per series at most (a 30-day window: every 15
+    /// minutes; an hour: every second), so long windows stay cheap.
     fn gauge_step(&self) -> f64 {
-        analysis::chart_step(self.window.seconds(), 10_000.0, 1.0).min(SLICE)
+        analysis::chart_step(self.window.seconds(), 3_000.0, 1.0)
     }
 
     /// Seconds with `rpo_probe_up` 0, per pair.
@@ -588,9 +610,11 @@ impl Gatherer<'_> {
         }
         let step = ((e - s) / (MAX_POINTS - 1) as f64).ceil().max(1.0);
         let q = format!("sum(rpo_probe_errors_total{{target={}}})", quote(target));
-        let r = self.prom.query_range(&q, s, e, step).await?;
+        // The steps fall on whole seconds, the switch on a scrape: an error
+        // scraped with the switch shows at the step after it.
+        let r = self.prom.query_range(&q, s, e + step, step).await?;
         let ups = r.first().map(|x| analysis::increments(&x.samples)).unwrap_or_default();
-        Ok(analysis::run_leading_to(&ups, e, ERROR_GAP))
+        Ok(analysis::run_leading_to(&ups, e + step, ERROR_GAP).map(|t| t.min(e)))
     }
 
     /// First time in `[s, e]` at which a direction's observed counter moved.
