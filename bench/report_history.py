@@ -108,14 +108,17 @@ class Target:
         # episodes: [(stall_start, cross, end, how)], away from the outage and the flip
         self.episodes = []
         busy = [(outage[0] - 7200, outage[1] + 7200)] + ([(self.flip - 7200, self.flip + 7200)] if self.flip else [])
+        margin = min(86400, (end - start) / 10)
         for _ in range(rng.randint(1, 3)):
-            while True:
+            for _ in range(1000):   # a free spot (short histories may have none)
                 above = rng.uniform(120, 1200)
-                cross = rng.uniform(start + 86400, end - 86400)
+                cross = rng.uniform(start + margin, end - margin)
                 normal = self.lag + self.interval / 2 + self.noise / 2
                 s, e = cross - max(self.objective - normal, 1.0), cross + above
                 if all(e + 3600 < a or s - 3600 > b for a, b in busy):
                     break
+            else:
+                break
             how = rng.choice(["stall", "stall", "lost", "failed" if self.kind == "s3" else "lost", "probe"])
             self.episodes.append((s, cross, e, how))
             busy.append((s, e))

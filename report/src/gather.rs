@@ -613,7 +613,15 @@ impl Gatherer<'_> {
         // The steps fall on whole seconds, the switch on a scrape: an error
         // scraped with the switch shows at the step after it.
         let r = self.prom.query_range(&q, s, e + step, step).await?;
-        let ups = r.first().map(|x| analysis::increments(&x.samples)).unwrap_or_default();
+        let mut ups = Vec::new();
+        if let Some(x) = r.first() {
+            // A counter that did not exist before its first error appears
+            // with that error: its first sample is an error too.
+            if x.samples.first().is_some_and(|f| f.0 > s + step && f.1 > 0.0) {
+                ups.push(x.samples[0].0);
+            }
+            ups.extend(analysis::increments(&x.samples));
+        }
         Ok(analysis::run_leading_to(&ups, e + step, ERROR_GAP).map(|t| t.min(e)))
     }
 
