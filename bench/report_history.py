@@ -40,11 +40,12 @@ and Prometheus's RSS (VmRSS now, VmHWM peak). Then a markdown table.
 Run (from the repository root; stdlib only, plain python3 works too):
     cargo build --release -p rpo-agent
     ~/.cache/rpo-agent/lab-venv/bin/python bench/report_history.py [--targets 50] [--days 30] [--scrape 15] [--keep DIR]
-All defaults: ≈ 15 min and ≈ 6 GB of scratch space (the OpenMetrics file is
-deleted after step 2). --keep DIR keeps DIR/data (raw blocks) and
+All defaults: ≈ 25 min on 2 cores (most of it the raw-path reports, ≈ 50 s
+each) and ≈ 8 GB of scratch space (the OpenMetrics file, deleted after step 2;
+the TSDBs are ≈ 150 MB). --skip-a leaves out run A's reports. --keep DIR keeps DIR/data (raw blocks) and
 DIR/data-rules (with the backfilled rules): a rerun with the same --keep
-skips steps 1, 2 and 4 (the report window then follows the data, --from/--to,
-when it is older than an hour). A quick try: --targets 5 --days 3 (≈ 1 min).
+skips steps 1, 2 and 4 (4 is redone when the shipped group's rules changed;
+the report window follows the data, --from/--to, once it is over an hour old). A quick try: --targets 5 --days 3 (≈ 1 min).
 """
 import argparse
 import array

@@ -71,7 +71,7 @@ pub enum PromError {
     #[error("cannot reach Prometheus at {url}: {reason} (is it running, and is --prometheus its base URL?)")]
     Unreachable { url: String, reason: String },
 
-    #[error("Prometheus at {url} did not answer within {timeout:?} (a long window on raw series can be slow: load the recording rules of dashboards/rules/rpo-recording.rules.yml, or shorten the window)")]
+    #[error("Prometheus at {url} did not answer within {timeout:?} (raise --query-timeout, shorten the window, or load and backfill the recording rules of dashboards/rules/rpo-recording.rules.yml, which make long windows fast)")]
     Timeout { url: String, timeout: Duration },
 
     #[error("Prometheus at {url} refused the credentials ({status}): give --bearer-token-file, or --basic-auth-user with --basic-auth-password-file")]
