@@ -27,7 +27,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rpo_integration_tests::monitoring::{unix_now, Monitoring};
-use rpo_integration_tests::sql::{lab_target, run_init, SRC, DST};
+use rpo_integration_tests::sql::{lab_target, run_init, DST, SRC};
 use rpo_integration_tests::{agent_bin, browser, Agent, Lab};
 use serde_json::Value;
 
@@ -39,7 +39,11 @@ const STOPPED: Duration = Duration::from_secs(62);
 
 /// A port free now, for an agent that must come back on the same one.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn config(lab: &Lab, port: u16) -> String {
@@ -95,7 +99,9 @@ fn raw_rpo(mon: &Monitoring, target: &str, from: f64, to: f64) -> Vec<(f64, f64)
             }
         }
     }
-    by_t.into_iter().map(|(t, v)| (t as f64 / 1000.0, v)).collect()
+    by_t.into_iter()
+        .map(|(t, v)| (t as f64 / 1000.0, v))
+        .collect()
 }
 
 /// The episodes the raw samples show: (first above, first back, peak).
@@ -141,7 +147,11 @@ fn a_scripted_drill_is_reported_as_the_metrics_say() {
     lab.fault(&["monitoring", "scrape", &agent.addr]);
     let scraped = Instant::now() + Duration::from_secs(30);
     while mon.query_value("count(rpo_seconds == rpo_seconds)") != Some(2.0) {
-        assert!(Instant::now() < scraped, "Prometheus does not scrape the agent: {:?}", mon.api("targets"));
+        assert!(
+            Instant::now() < scraped,
+            "Prometheus does not scrape the agent: {:?}",
+            mon.api("targets")
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 
@@ -190,7 +200,8 @@ fn a_scripted_drill_is_reported_as_the_metrics_say() {
     let (from_s, to_s) = (format!("{from}"), format!("{to}"));
     let window = ["--prometheus", &prom, "--from", &from_s, "--to", &to_s];
     let json_report = |extra: &[&str]| {
-        let (code, json, err) = report(&[&window[..], &["--format", "json", "--drill"], extra].concat());
+        let (code, json, err) =
+            report(&[&window[..], &["--format", "json", "--drill"], extra].concat());
         assert_eq!(code, Some(0), "report failed: {err}");
         let r: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
         r
@@ -203,10 +214,16 @@ fn a_scripted_drill_is_reported_as_the_metrics_say() {
     assert_eq!(ruled["path"], "recording_rules", "{}", ruled["path_note"]);
     let slices = ((to - from) / 60.0) as u64;
     for name in [DDB, PG] {
-        let (a, b) = (&target(&r, name)["attainment"], &target(&ruled, name)["attainment"]);
+        let (a, b) = (
+            &target(&r, name)["attainment"],
+            &target(&ruled, name)["attainment"],
+        );
         println!("{name}: raw {a}, rules {b} ({})", ruled["path_note"]);
         for k in ["met", "breached", "no_data"] {
-            assert!(a[k].as_u64().unwrap().abs_diff(b[k].as_u64().unwrap()) <= 1, "{name} {k}: raw {a} vs rules {b}");
+            assert!(
+                a[k].as_u64().unwrap().abs_diff(b[k].as_u64().unwrap()) <= 1,
+                "{name} {k}: raw {a} vs rules {b}"
+            );
         }
         assert_eq!(b["slices"].as_u64(), Some(slices));
         assert_eq!(
@@ -231,18 +248,28 @@ fn a_scripted_drill_is_reported_as_the_metrics_say() {
         e["peak_rpo_seconds"].as_f64().unwrap(),
     );
     println!("episode: report {start:.1}..{end:.1} peak {peak:.2}; raw {raw_start:.1}..{raw_end:.1} peak {raw_peak:.2}; stall {stall_at:.1}..{resumed_at:.1}");
-    assert!((start - raw_start).abs() <= 2.0, "start {start} vs {raw_start}");
+    assert!(
+        (start - raw_start).abs() <= 2.0,
+        "start {start} vs {raw_start}"
+    );
     assert!((end - raw_end).abs() <= 2.0, "end {end} vs {raw_end}");
     assert!((peak - raw_peak).abs() <= 1.0, "peak {peak} vs {raw_peak}");
     // The rules path refines the same episode to the same samples.
     let re = &target(&ruled, DDB)["episodes"][0];
     assert!(
-        (re["start"].as_f64().unwrap() - start).abs() <= 2.0 && (re["end"].as_f64().unwrap() - end).abs() <= 2.0,
+        (re["start"].as_f64().unwrap() - start).abs() <= 2.0
+            && (re["end"].as_f64().unwrap() - end).abs() <= 2.0,
         "rules path episode {re} vs raw path {e}"
     );
     // And the samples themselves follow the stall (RPO ≈ stall length at its peak).
-    assert!(start > stall_at && start < stall_at + OBJECTIVE + 4.0, "{start} vs stall at {stall_at}");
-    assert!(peak >= STALL.as_secs_f64() - 2.0 && peak <= STALL.as_secs_f64() + 5.0, "peak {peak}");
+    assert!(
+        start > stall_at && start < stall_at + OBJECTIVE + 4.0,
+        "{start} vs stall at {stall_at}"
+    );
+    assert!(
+        peak >= STALL.as_secs_f64() - 2.0 && peak <= STALL.as_secs_f64() + 5.0,
+        "peak {peak}"
+    );
     let a = &ddb["attainment"];
     let n = |k: &str| a[k].as_u64().unwrap();
     assert_eq!(n("slices"), slices);
@@ -260,12 +287,21 @@ fn a_scripted_drill_is_reported_as_the_metrics_say() {
     );
     // The minute the agent was stopped: no data, never met.
     assert!((1..=2).contains(&n("no_data")), "no-data slices: {a}");
-    assert_eq!(r["fleet"]["no_data"].as_u64().unwrap(), n("no_data") + target(&r, PG)["attainment"]["no_data"].as_u64().unwrap());
+    assert_eq!(
+        r["fleet"]["no_data"].as_u64().unwrap(),
+        n("no_data") + target(&r, PG)["attainment"]["no_data"].as_u64().unwrap()
+    );
     assert_eq!(ddb["verdict"], "breached");
     let ddb_pair = &ddb["pairs"][0];
-    assert!(ddb_pair["canaries"]["observed"].as_f64().unwrap() > 100.0, "{ddb_pair}");
+    assert!(
+        ddb_pair["canaries"]["observed"].as_f64().unwrap() > 100.0,
+        "{ddb_pair}"
+    );
     let p50 = ddb_pair["lag_p50_seconds"].as_f64().unwrap();
-    assert!(p50 > 0.15 && p50 < 1.0, "lag p50 {p50} with a 200 ms replication delay");
+    assert!(
+        p50 > 0.15 && p50 < 1.0,
+        "lag p50 {p50} with a 200 ms replication delay"
+    );
     assert!(ddb_pair["reads_per_canary"].as_f64().unwrap() >= 1.0);
 
     // PostgreSQL: one direction change, at the time the agent logged it.
@@ -273,29 +309,55 @@ fn a_scripted_drill_is_reported_as_the_metrics_say() {
     let f = pg["failovers"].as_array().unwrap();
     assert_eq!(f.len(), 1, "{f:#?}");
     let at = f[0]["at"].as_f64().unwrap();
-    assert!((at - swapped_at).abs() <= 2.0, "direction change at {at}, logged at ≈{swapped_at}");
+    assert!(
+        (at - swapped_at).abs() <= 2.0,
+        "direction change at {at}, logged at ≈{swapped_at}"
+    );
     assert_eq!(f[0]["from_source"], SRC, "{f:?}");
     assert_eq!(f[0]["to_source"], DST, "{f:?}");
     assert!(f[0]["rpo_seconds"].as_f64().is_some(), "{f:?}");
     let drill = &r["drill"];
     let sw = &drill["switches"][0];
     assert_eq!(sw["target"], PG, "{drill:#}");
-    assert!(sw["time_to_detect_seconds"].as_f64().is_some_and(|d| (0.0..=30.0).contains(&d)), "{sw}");
+    assert!(
+        sw["time_to_detect_seconds"]
+            .as_f64()
+            .is_some_and(|d| (0.0..=30.0).contains(&d)),
+        "{sw}"
+    );
     // The new direction's replica is the old primary, which the lab stopped:
     // no canary can arrive there, and the report must not claim one did.
     assert!(sw["first_canary_new_direction_at"].is_null(), "{sw}");
     assert!(sw["rpo_at_switch_seconds"].as_f64().is_some(), "{sw}");
-    assert!(drill["timeline"].as_array().unwrap().len() >= 3, "{drill:#}");
+    assert!(
+        drill["timeline"].as_array().unwrap().len() >= 3,
+        "{drill:#}"
+    );
 
     // A window Prometheus holds nothing of: said so, exit 1, no report.
-    let (code, out, err) = report(&["--prometheus", &prom, "--from", "2020-01-01T00:00:00Z", "--to", "2020-01-02T00:00:00Z"]);
+    let (code, out, err) = report(&[
+        "--prometheus",
+        &prom,
+        "--from",
+        "2020-01-01T00:00:00Z",
+        "--to",
+        "2020-01-02T00:00:00Z",
+    ]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(out.is_empty() && err.contains("no rpo-agent series") && err.contains("2020-01-01T00:00:00Z"), "{err}");
+    assert!(
+        out.is_empty()
+            && err.contains("no rpo-agent series")
+            && err.contains("2020-01-01T00:00:00Z"),
+        "{err}"
+    );
 
     // An unknown target is named, with the ones that exist.
     let (code, _, err) = report(&[&window[..], &["--target", "nope"]].concat());
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("\"nope\"") && err.contains(DDB) && err.contains(PG), "{err}");
+    assert!(
+        err.contains("\"nope\"") && err.contains(DDB) && err.contains(PG),
+        "{err}"
+    );
 
     // Markdown: CommonMark with GFM tables, one per section.
     let (code, md, err) = report(&[&window[..], &["--format", "markdown", "--drill"]].concat());
@@ -307,29 +369,58 @@ fn a_scripted_drill_is_reported_as_the_metrics_say() {
     std::fs::create_dir_all(&work).unwrap();
     let page = work.join("report.html");
     let out = page.to_string_lossy().to_string();
-    let (code, _, err) = report(&[&window[..], &["--format", "html", "--drill", "--out", &out]].concat());
+    let (code, _, err) =
+        report(&[&window[..], &["--format", "html", "--drill", "--out", &out]].concat());
     assert_eq!(code, Some(0), "{err}");
     let html = std::fs::read_to_string(&page).unwrap();
-    for banned in ["<script", "@import", "url(", "src=\"http", "href=\"http", "<link", "<img"] {
+    for banned in [
+        "<script",
+        "@import",
+        "url(",
+        "src=\"http",
+        "href=\"http",
+        "<link",
+        "<img",
+    ] {
         assert!(!html.contains(banned), "the HTML holds {banned:?}");
     }
     assert!(html.contains("<svg") && html.contains(DDB) && html.contains(PG));
     let shot = browser::render(&page, &work, 1000, 1600);
-    assert!(browser::looks_drawn(&shot.png, 40_000), "screenshot looks blank: {} bytes", shot.png.len());
+    assert!(
+        browser::looks_drawn(&shot.png, 40_000),
+        "screenshot looks blank: {} bytes",
+        shot.png.len()
+    );
     assert!(shot.netlog_events > 0, "Chromium wrote no net log");
-    assert!(shot.requested.is_empty(), "the report asked for {:?}", shot.requested);
+    assert!(
+        shot.requested.is_empty(),
+        "the report asked for {:?}",
+        shot.requested
+    );
     // The same check catches a page that does ask (so the empty list above
     // is not merely a blind net log).
     let control = work.join("control.html");
-    std::fs::write(&control, "<!doctype html><p>x<img src=\"http://127.0.0.1:9/pixel.png\">").unwrap();
+    std::fs::write(
+        &control,
+        "<!doctype html><p>x<img src=\"http://127.0.0.1:9/pixel.png\">",
+    )
+    .unwrap();
     let seen = browser::render(&control, &work.join("control"), 400, 300);
     assert!(
-        seen.requested.iter().any(|u| u.contains("127.0.0.1:9/pixel.png")),
+        seen.requested
+            .iter()
+            .any(|u| u.contains("127.0.0.1:9/pixel.png")),
         "the net log check did not see the control page's request: {:?}",
         seen.requested
     );
     std::fs::write(work.join("report.md"), &md).unwrap();
-    println!("report: {} ({} bytes), screenshot {} bytes, total {:?}", page.display(), html.len(), shot.png.len(), t0.elapsed());
+    println!(
+        "report: {} ({} bytes), screenshot {} bytes, total {:?}",
+        page.display(),
+        html.len(),
+        shot.png.len(),
+        t0.elapsed()
+    );
 }
 
 /// The Markdown parses as CommonMark with GFM tables: the summary and every
@@ -357,7 +448,10 @@ fn check_markdown(md: &str) {
             }
             Event::End(TagEnd::Table) => {
                 let w = *widths.last().unwrap();
-                assert!(cells_per_row.iter().all(|c| *c == w), "a table row has the wrong number of cells: {cells_per_row:?} vs {w}\n{md}");
+                assert!(
+                    cells_per_row.iter().all(|c| *c == w),
+                    "a table row has the wrong number of cells: {cells_per_row:?} vs {w}\n{md}"
+                );
             }
             Event::Start(Tag::Heading { .. }) => in_heading = true,
             Event::End(TagEnd::Heading(_)) => in_heading = false,
@@ -367,7 +461,10 @@ fn check_markdown(md: &str) {
         }
     }
     assert!(headings.iter().any(|h| h == "Summary"), "{headings:?}");
-    assert!(headings.iter().any(|h| h.contains(DDB)) && headings.iter().any(|h| h.contains(PG)), "{headings:?}");
+    assert!(
+        headings.iter().any(|h| h.contains(DDB)) && headings.iter().any(|h| h.contains(PG)),
+        "{headings:?}"
+    );
     assert!(headings.iter().any(|h| h == "Drill record"), "{headings:?}");
     // Summary + per target (episodes or none, per pair) + drill timeline + switches.
     assert!(tables >= 6, "{tables} tables in\n{md}");
@@ -404,5 +501,8 @@ fn bad_input_gets_a_message_that_names_the_thing() {
     });
     let (code, _, err) = report(&["--prometheus", &other, "--last", "1h"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("no Prometheus API") && err.contains("base URL"), "{err}");
+    assert!(
+        err.contains("no Prometheus API") && err.contains("base URL"),
+        "{err}"
+    );
 }

@@ -14,8 +14,8 @@ use rpo_agent::config::{self, Config};
 use rpo_agent::fleet::Fleet;
 use rpo_agent::shutdown::Shutdown;
 use rpo_agent::{agent_id, check, once, routes, scheduler};
-use rpo_report as report;
 use rpo_exporter::{Metrics, StatusBoard};
+use rpo_report as report;
 use tracing::{error, info};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -165,9 +165,11 @@ fn report_setup(a: &ReportArgs) -> Result<(report::Prom, report::Request), Strin
         let (n, v) = h
             .split_once(':')
             .ok_or_else(|| format!("--header {h:?}: write it as 'Name: value'"))?;
-        auth.headers.push((n.trim().to_string(), v.trim().to_string()));
+        auth.headers
+            .push((n.trim().to_string(), v.trim().to_string()));
     }
-    let prom = report::Prom::new(&a.prometheus, &auth, a.query_timeout).map_err(|e| e.to_string())?;
+    let prom =
+        report::Prom::new(&a.prometheus, &auth, a.query_timeout).map_err(|e| e.to_string())?;
     let req = report::Request {
         window: w,
         targets: a.targets.clone(),

@@ -196,14 +196,11 @@ pub fn gaps(points: &[(f64, Option<f64>)], step: f64) -> Vec<(f64, f64)> {
 /// seconds, from a list of round values, never below `floor`.
 pub fn chart_step(window: f64, max_points: f64, floor: f64) -> f64 {
     const NICE: [f64; 16] = [
-        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
-        7200.0, 21600.0, 86400.0,
+        1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+        21600.0, 86400.0,
     ];
     let want = (window / max_points).max(floor);
-    NICE.iter()
-        .copied()
-        .find(|&s| s >= want)
-        .unwrap_or(86400.0)
+    NICE.iter().copied().find(|&s| s >= want).unwrap_or(86400.0)
 }
 
 /// Splits `[from, to]` into consecutive chunks of at most `chunk` seconds
@@ -238,7 +235,12 @@ mod tests {
         let runs = runs_above(&rpo, &obj, 1.0);
         assert_eq!(
             runs,
-            vec![Run { start: 102.0, end: 105.0, peak: 8.0, open: false }]
+            vec![Run {
+                start: 102.0,
+                end: 105.0,
+                peak: 8.0,
+                open: false
+            }]
         );
     }
 
@@ -269,12 +271,23 @@ mod tests {
 
     #[test]
     fn quantiles_interpolate_as_prometheus_does() {
-        let b = sorted_buckets(vec![(f64::INFINITY, 10.0), (1.0, 0.0), (2.0, 10.0), (4.0, 10.0)]);
+        let b = sorted_buckets(vec![
+            (f64::INFINITY, 10.0),
+            (1.0, 0.0),
+            (2.0, 10.0),
+            (4.0, 10.0),
+        ]);
         assert_eq!(histogram_quantile(0.5, &b), Some(1.5));
         assert_eq!(histogram_max(&b), Some(2.0));
-        assert_eq!(histogram_quantile(0.5, &[(1.0, 0.0), (f64::INFINITY, 0.0)]), None);
+        assert_eq!(
+            histogram_quantile(0.5, &[(1.0, 0.0), (f64::INFINITY, 0.0)]),
+            None
+        );
         // Everything above the highest finite bound.
-        assert_eq!(histogram_quantile(0.99, &[(1.0, 0.0), (f64::INFINITY, 3.0)]), Some(1.0));
+        assert_eq!(
+            histogram_quantile(0.99, &[(1.0, 0.0), (f64::INFINITY, 3.0)]),
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -294,9 +307,24 @@ mod tests {
 
     #[test]
     fn gaps_are_runs_of_missing_points_inside_the_data() {
-        let p = |v: &[Option<f64>]| v.iter().enumerate().map(|(i, x)| (i as f64 + 1.0, *x)).collect::<Vec<_>>();
+        let p = |v: &[Option<f64>]| {
+            v.iter()
+                .enumerate()
+                .map(|(i, x)| (i as f64 + 1.0, *x))
+                .collect::<Vec<_>>()
+        };
         // Missing at the edges is not a gap; one missing step is not either.
-        let pts = p(&[None, Some(1.0), None, Some(1.0), None, None, None, Some(2.0), None]);
+        let pts = p(&[
+            None,
+            Some(1.0),
+            None,
+            Some(1.0),
+            None,
+            None,
+            None,
+            Some(2.0),
+            None,
+        ]);
         assert_eq!(gaps(&pts, 1.0), vec![(4.0, 7.0)]);
         assert!(gaps(&p(&[None, None]), 1.0).is_empty());
     }
@@ -310,7 +338,10 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_window_exactly() {
-        assert_eq!(chunks(0.0, 250.0, 100.0), vec![(0.0, 100.0), (100.0, 200.0), (200.0, 250.0)]);
+        assert_eq!(
+            chunks(0.0, 250.0, 100.0),
+            vec![(0.0, 100.0), (100.0, 200.0), (200.0, 250.0)]
+        );
         assert!(chunks(5.0, 5.0, 10.0).is_empty());
     }
 }

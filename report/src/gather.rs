@@ -157,7 +157,12 @@ impl Gatherer<'_> {
     ) -> Result<BTreeMap<K, f64>, ReportError> {
         let mut sums = BTreeMap::new();
         for s in self.over_window(expr).await? {
-            let v: f64 = s.samples.iter().map(|x| x.1).filter(|v| v.is_finite()).sum();
+            let v: f64 = s
+                .samples
+                .iter()
+                .map(|x| x.1)
+                .filter(|v| v.is_finite())
+                .sum();
             *sums.entry(key(&s)).or_insert(0.0) += v;
         }
         Ok(sums)
@@ -167,7 +172,9 @@ impl Gatherer<'_> {
     fn slice_expr(&self) -> String {
         let sel = &self.sel;
         if self.rules {
-            format!("min by ({PAIR}) (max_over_time(rpo:slice_within_objective:bool1m{{{sel}}}[1m]))")
+            format!(
+                "min by ({PAIR}) (max_over_time(rpo:slice_within_objective:bool1m{{{sel}}}[1m]))"
+            )
         } else {
             format!(
                 "min by ({PAIR}) (\
@@ -222,13 +229,21 @@ impl Gatherer<'_> {
                 }
             }
         };
-        let judged = self.sum_over_window(&per_pair("count_over_time"), pair_key).await?;
-        let met = self.sum_over_window(&per_pair("sum_over_time"), pair_key).await?;
+        let judged = self
+            .sum_over_window(&per_pair("count_over_time"), pair_key)
+            .await?;
+        let met = self
+            .sum_over_window(&per_pair("sum_over_time"), pair_key)
+            .await?;
         let t_judged = self
-            .sum_over_window(&per_target("count_over_time"), |s| s.label("target").to_string())
+            .sum_over_window(&per_target("count_over_time"), |s| {
+                s.label("target").to_string()
+            })
             .await?;
         let t_met = self
-            .sum_over_window(&per_target("sum_over_time"), |s| s.label("target").to_string())
+            .sum_over_window(&per_target("sum_over_time"), |s| {
+                s.label("target").to_string()
+            })
             .await?;
         let slices = (self.window.seconds() / SLICE).round() as u64;
         let make = |judged: f64, met: f64| {
@@ -272,7 +287,12 @@ impl Gatherer<'_> {
     }
 
     /// RPO and objective of one pair sampled every `step` over `[s, e]`.
-    async fn fine(&self, k: &PairKey, s: f64, e: f64) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>, f64), ReportError> {
+    async fn fine(
+        &self,
+        k: &PairKey,
+        s: f64,
+        e: f64,
+    ) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>, f64), ReportError> {
         let step = ((e - s) / (MAX_POINTS - 1) as f64).ceil().max(1.0);
         let sel = pair_selector(k);
         let rpo = self
@@ -410,7 +430,9 @@ impl Gatherer<'_> {
     async fn lag_buckets(&self) -> Result<BTreeMap<PairKey, Vec<(f64, f64)>>, ReportError> {
         let sel = &self.sel;
         let expr = |r: &str| {
-            format!("sum by ({PAIR}, le) (increase(rpo_replication_lag_seconds_bucket{{{sel}}}[{r}]))")
+            format!(
+                "sum by ({PAIR}, le) (increase(rpo_replication_lag_seconds_bucket{{{sel}}}[{r}]))"
+            )
         };
         let sums = self
             .sum_over_window(&expr, |s| {
@@ -449,7 +471,9 @@ impl Gatherer<'_> {
     }
 
     /// AWS's figure minus ours per pair and metric: (sum, count, max).
-    async fn aws_beside(&self) -> Result<BTreeMap<(PairKey, String), (f64, f64, f64)>, ReportError> {
+    async fn aws_beside(
+        &self,
+    ) -> Result<BTreeMap<(PairKey, String), (f64, f64, f64)>, ReportError> {
         let sel = &self.sel;
         let step = self.gauge_step();
         let diff = format!(
@@ -457,17 +481,27 @@ impl Gatherer<'_> {
         );
         let key = |s: &Series| (pair_key(s), s.label("metric").to_string());
         let sum = self
-            .sum_over_window(&|r: &str| format!("sum_over_time({diff}[{r}:{step}s])"), key)
+            .sum_over_window(
+                &|r: &str| format!("sum_over_time({diff}[{r}:{step}s])"),
+                key,
+            )
             .await?;
         let count = self
-            .sum_over_window(&|r: &str| format!("count_over_time({diff}[{r}:{step}s])"), key)
+            .sum_over_window(
+                &|r: &str| format!("count_over_time({diff}[{r}:{step}s])"),
+                key,
+            )
             .await?;
         let mut max: BTreeMap<(PairKey, String), f64> = BTreeMap::new();
         for s in self
             .over_window(&|r: &str| format!("max_over_time({diff}[{r}:{step}s])"))
             .await?
         {
-            let m = s.samples.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max);
+            let m = s
+                .samples
+                .iter()
+                .map(|x| x.1)
+                .fold(f64::NEG_INFINITY, f64::max);
             let e = max.entry(key(&s)).or_insert(f64::NEG_INFINITY);
             *e = e.max(m);
         }
@@ -482,7 +516,10 @@ impl Gatherer<'_> {
     }
 
     /// The RPO chart of every target.
-    async fn charts(&self, objectives: &BTreeMap<String, f64>) -> Result<BTreeMap<String, Chart>, ReportError> {
+    async fn charts(
+        &self,
+        objectives: &BTreeMap<String, f64>,
+    ) -> Result<BTreeMap<String, Chart>, ReportError> {
         let Window { from, to } = self.window;
         let step = analysis::chart_step(to - from, CHART_POINTS, 1.0);
         let sel = &self.sel;
@@ -505,7 +542,10 @@ impl Gatherer<'_> {
             let points = (1..=n)
                 .map(|i| {
                     let t = from + i as f64 * step;
-                    let v = have.get(&(t.round() as i64)).copied().filter(|v| v.is_finite());
+                    let v = have
+                        .get(&(t.round() as i64))
+                        .copied()
+                        .filter(|v| v.is_finite());
                     (t, v)
                 })
                 .collect();
@@ -544,13 +584,19 @@ impl Gatherer<'_> {
                 let raw = self
                     .prom
                     .query(
-                        &format!("rpo_direction_changes_total{{target={}}}[2m]", quote(&target)),
+                        &format!(
+                            "rpo_direction_changes_total{{target={}}}[2m]",
+                            quote(&target)
+                        ),
                         end,
                     )
                     .await?;
                 for s in raw {
                     for at in analysis::increments(&s.samples) {
-                        if at > end - SLICE - 1e-6 && at <= end + 1e-6 && !seen.iter().any(|x| (x - at).abs() < 2.0) {
+                        if at > end - SLICE - 1e-6
+                            && at <= end + 1e-6
+                            && !seen.iter().any(|x| (x - at).abs() < 2.0)
+                        {
                             seen.push(at);
                         }
                     }
@@ -572,7 +618,10 @@ impl Gatherer<'_> {
         // are withdrawn by the agent; counters stay).
         let before = self
             .prom
-            .query(&format!("max by (source_region) (last_over_time(rpo_seconds{{target={t}}}[1m]))"), at - 0.001)
+            .query(
+                &format!("max by (source_region) (last_over_time(rpo_seconds{{target={t}}}[1m]))"),
+                at - 0.001,
+            )
             .await?;
         let after_t = (at + 2.0 * SLICE).min(self.window.to.max(at + 1.0));
         // Written, not observed: the new replica (the old primary) may be
@@ -593,7 +642,11 @@ impl Gatherer<'_> {
             .map(|s| s.label("source_region").to_string())
             .find(|s| Some(s) != from_source.as_ref())
             .or_else(|| after.first().map(|s| s.label("source_region").to_string()));
-        let rpo = before.iter().map(first).filter(|v| v.is_finite()).reduce(f64::max);
+        let rpo = before
+            .iter()
+            .map(first)
+            .filter(|v| v.is_finite())
+            .reduce(f64::max);
         Ok(Failover {
             at,
             from_source,
@@ -617,7 +670,10 @@ impl Gatherer<'_> {
         if let Some(x) = r.first() {
             // A counter that did not exist before its first error appears
             // with that error: its first sample is an error too.
-            if x.samples.first().is_some_and(|f| f.0 > s + step && f.1 > 0.0) {
+            if x.samples
+                .first()
+                .is_some_and(|f| f.0 > s + step && f.1 > 0.0)
+            {
                 ups.push(x.samples[0].0);
             }
             ups.extend(analysis::increments(&x.samples));
@@ -626,7 +682,13 @@ impl Gatherer<'_> {
     }
 
     /// First time in `[s, e]` at which a direction's observed counter moved.
-    async fn first_canary(&self, target: &str, source: &str, s: f64, e: f64) -> Result<Option<f64>, ReportError> {
+    async fn first_canary(
+        &self,
+        target: &str,
+        source: &str,
+        s: f64,
+        e: f64,
+    ) -> Result<Option<f64>, ReportError> {
         if e <= s {
             return Ok(None);
         }
@@ -640,7 +702,10 @@ impl Gatherer<'_> {
         Ok(r.first().and_then(|x| {
             // A direction measured for the first time starts at 0: its first
             // sample above 0 is the first canary.
-            if x.samples.first().is_some_and(|f| f.1 > 0.0 && f.0 > s + step) {
+            if x.samples
+                .first()
+                .is_some_and(|f| f.1 > 0.0 && f.0 > s + step)
+            {
                 return Some(x.samples[0].0);
             }
             analysis::increments(&x.samples).first().copied()
@@ -649,9 +714,16 @@ impl Gatherer<'_> {
 
     async fn lost_between(&self, target: &str, s: f64, e: f64) -> Result<f64, ReportError> {
         let range = ((e - s) + SLICE).ceil().max(1.0) as u64;
-        let q = format!("sum(increase(rpo_canaries_lost_total{{target={}}}[{range}s]))", quote(target));
+        let q = format!(
+            "sum(increase(rpo_canaries_lost_total{{target={}}}[{range}s]))",
+            quote(target)
+        );
         let r = self.prom.query(&q, e).await?;
-        Ok(r.first().map(first).filter(|v| v.is_finite()).unwrap_or(0.0).round())
+        Ok(r.first()
+            .map(first)
+            .filter(|v| v.is_finite())
+            .unwrap_or(0.0)
+            .round())
     }
 
     /// The drill record: timeline and switch figures.
@@ -678,13 +750,19 @@ impl Gatherer<'_> {
                 timeline.push(ev(
                     e.start,
                     &t.target,
-                    format!("RPO left the objective ({} → {})", e.source_region, e.replica_region),
+                    format!(
+                        "RPO left the objective ({} → {})",
+                        e.source_region, e.replica_region
+                    ),
                 ));
                 if !e.open {
                     timeline.push(ev(
                         e.end,
                         &t.target,
-                        format!("RPO back within the objective (peak {:.1} s)", e.peak_rpo_seconds),
+                        format!(
+                            "RPO back within the objective (peak {:.1} s)",
+                            e.peak_rpo_seconds
+                        ),
                     ));
                 }
             }
@@ -694,14 +772,22 @@ impl Gatherer<'_> {
                     f.from_source.as_deref().unwrap_or("?"),
                     f.to_source.as_deref().unwrap_or("?")
                 );
-                timeline.push(ev(f.at, &t.target, format!("direction changed: source {dir}")));
+                timeline.push(ev(
+                    f.at,
+                    &t.target,
+                    format!("direction changed: source {dir}"),
+                ));
                 // The episode the switch belongs to: the one it falls in, or
                 // the one that starts soon after it.
                 let episode = t
                     .episodes
                     .iter()
                     .find(|e| e.start <= f.at + 1.0 && e.end >= f.at - 1.0)
-                    .or_else(|| t.episodes.iter().find(|e| e.start > f.at && e.start <= f.at + 5.0 * SLICE));
+                    .or_else(|| {
+                        t.episodes
+                            .iter()
+                            .find(|e| e.start > f.at && e.start <= f.at + 5.0 * SLICE)
+                    });
                 let look_back = (f.at - 5.0 * SLICE).max(self.window.from);
                 let first_error = self.first_error(&t.target, look_back, f.at).await?;
                 let first_sign = [first_error, episode.map(|e| e.start).filter(|s| *s <= f.at)]
@@ -710,13 +796,22 @@ impl Gatherer<'_> {
                     .reduce(f64::min);
                 let first_canary = match &f.to_source {
                     Some(src) => {
-                        self.first_canary(&t.target, src, f.at - 1.0, (f.at + 10.0 * SLICE).min(self.window.to))
-                            .await?
+                        self.first_canary(
+                            &t.target,
+                            src,
+                            f.at - 1.0,
+                            (f.at + 10.0 * SLICE).min(self.window.to),
+                        )
+                        .await?
                     }
                     None => None,
                 };
                 if let Some(at) = first_canary {
-                    timeline.push(ev(at, &t.target, "first canary of the new direction seen".into()));
+                    timeline.push(ev(
+                        at,
+                        &t.target,
+                        "first canary of the new direction seen".into(),
+                    ));
                 }
                 let back = match episode {
                     Some(e) if !e.open => Some((e.end - f.at).max(0.0)),
@@ -763,12 +858,20 @@ fn slice_run(first: f64, last: f64, peak: f64) -> Run {
 }
 
 /// Which query path answers, and why.
-async fn choose_path(prom: &Prom, g: &Gatherer<'_>, force_raw: bool) -> Result<(bool, String), ReportError> {
+async fn choose_path(
+    prom: &Prom,
+    g: &Gatherer<'_>,
+    force_raw: bool,
+) -> Result<(bool, String), ReportError> {
     if force_raw {
         return Ok((false, "raw queries (--raw)".into()));
     }
     let loaded = prom.recording_rules().await?;
-    let missing: Vec<&str> = RULES.iter().copied().filter(|r| !loaded.iter().any(|l| l == r)).collect();
+    let missing: Vec<&str> = RULES
+        .iter()
+        .copied()
+        .filter(|r| !loaded.iter().any(|l| l == r))
+        .collect();
     if !missing.is_empty() {
         return Ok((
             false,
@@ -786,7 +889,11 @@ async fn choose_path(prom: &Prom, g: &Gatherer<'_>, force_raw: bool) -> Result<(
     let Window { from, to } = g.window;
     let probe = (from + 600.0).min(to);
     if probe - SLICE - from < SLICE {
-        return Ok((false, "raw queries: the window is too short to check that the recording rules cover it".into()));
+        return Ok((
+            false,
+            "raw queries: the window is too short to check that the recording rules cover it"
+                .into(),
+        ));
     }
     let sel = &g.sel;
     let count = |q: String, at: f64| async move {
@@ -837,7 +944,12 @@ async fn discover(g: &Gatherer<'_>) -> Result<BTreeMap<PairKey, (String, f64)>, 
     let expr = |r: &str| format!("max by ({PAIR}) (max_over_time({src}{{{sel}}}[{r}]))");
     let mut out: BTreeMap<PairKey, (String, f64)> = BTreeMap::new();
     for s in g.over_window(&expr).await? {
-        let m = s.samples.iter().map(|x| x.1).filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
+        let m = s
+            .samples
+            .iter()
+            .map(|x| x.1)
+            .filter(|v| v.is_finite())
+            .fold(f64::NAN, f64::max);
         let e = out
             .entry(pair_key(&s))
             .or_insert((s.label("kind").to_string(), f64::NAN));
@@ -931,7 +1043,13 @@ pub async fn gather(prom: &Prom, req: &Request, now: f64) -> Result<Report, Repo
         fleet.add(&attainment);
         let mut pair_reports = Vec::new();
         for k in pairs.keys().filter(|k| &k.0 == target) {
-            let c = |what: &str| counters.get(&(k.clone(), what.to_string())).copied().unwrap_or(0.0).round();
+            let c = |what: &str| {
+                counters
+                    .get(&(k.clone(), what.to_string()))
+                    .copied()
+                    .unwrap_or(0.0)
+                    .round()
+            };
             let b = buckets.get(k).cloned().unwrap_or_default();
             let canaries = Canaries {
                 written: c("written"),
@@ -947,7 +1065,8 @@ pub async fn gather(prom: &Prom, req: &Request, now: f64) -> Result<Report, Repo
                 lag_p99_seconds: analysis::histogram_quantile(0.99, &b),
                 lag_max_seconds: analysis::histogram_max(&b),
                 canaries,
-                reads_per_canary: (canaries.observed >= 1.0).then(|| c("reads") / canaries.observed),
+                reads_per_canary: (canaries.observed >= 1.0)
+                    .then(|| c("reads") / canaries.observed),
                 probe_down_seconds: down.get(k).copied().unwrap_or(0.0),
                 aws: aws
                     .iter()

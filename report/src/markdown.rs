@@ -24,7 +24,11 @@ fn row(out: &mut String, cells: &[String]) {
 
 fn header(out: &mut String, names: &[&str]) {
     let _ = writeln!(out, "| {} |", names.join(" | "));
-    let _ = writeln!(out, "|{}", names.iter().map(|_| " --- |").collect::<String>());
+    let _ = writeln!(
+        out,
+        "|{}",
+        names.iter().map(|_| " --- |").collect::<String>()
+    );
 }
 
 fn attainment_line(a: &Attainment, slice: f64) -> String {
@@ -58,11 +62,29 @@ pub fn render(r: &Report) -> String {
     );
 
     let _ = writeln!(o, "## Summary\n");
-    header(&mut o, &["Target", "Kind", "Objective", "Attainment", "Coverage", "No-data slices", "Worst episode", "Verdict"]);
+    header(
+        &mut o,
+        &[
+            "Target",
+            "Kind",
+            "Objective",
+            "Attainment",
+            "Coverage",
+            "No-data slices",
+            "Worst episode",
+            "Verdict",
+        ],
+    );
     for t in &r.targets {
         let worst = t
             .worst_episode()
-            .map(|e| format!("peak {} for {}", fmt_duration(e.peak_rpo_seconds), fmt_duration(e.duration_seconds)))
+            .map(|e| {
+                format!(
+                    "peak {} for {}",
+                    fmt_duration(e.peak_rpo_seconds),
+                    fmt_duration(e.duration_seconds)
+                )
+            })
             .unwrap_or_else(|| "none".into());
         row(
             &mut o,
@@ -115,7 +137,17 @@ fn target(o: &mut String, t: &TargetReport, slice: f64) {
     if t.episodes.is_empty() {
         let _ = writeln!(o, "None.\n");
     } else {
-        header(o, &["Start", "End", "Duration", "Peak RPO", "Pair", "What the metrics say"]);
+        header(
+            o,
+            &[
+                "Start",
+                "End",
+                "Duration",
+                "Peak RPO",
+                "Pair",
+                "What the metrics say",
+            ],
+        );
         for e in &t.episodes {
             let causes = e
                 .causes
@@ -127,7 +159,11 @@ fn target(o: &mut String, t: &TargetReport, slice: f64) {
                 o,
                 &[
                     fmt_time(e.start),
-                    if e.open { format!("{} (still above)", fmt_time(e.end)) } else { fmt_time(e.end) },
+                    if e.open {
+                        format!("{} (still above)", fmt_time(e.end))
+                    } else {
+                        fmt_time(e.end)
+                    },
                     fmt_duration(e.duration_seconds),
                     fmt_duration(e.peak_rpo_seconds),
                     cell(&format!("{} → {}", e.source_region, e.replica_region)),
@@ -136,7 +172,11 @@ fn target(o: &mut String, t: &TargetReport, slice: f64) {
             );
         }
         if t.episodes_total > t.episodes.len() {
-            let _ = writeln!(o, "\n{} more episodes are not listed.", t.episodes_total - t.episodes.len());
+            let _ = writeln!(
+                o,
+                "\n{} more episodes are not listed.",
+                t.episodes_total - t.episodes.len()
+            );
         }
         o.push('\n');
     }
@@ -164,7 +204,16 @@ fn target(o: &mut String, t: &TargetReport, slice: f64) {
     let _ = writeln!(o, "### Per pair\n");
     header(
         o,
-        &["Pair", "Attainment", "Lag p50", "Lag p99", "Lag max", "Canaries written / observed / lost / failed", "Reads per canary", "Probe down"],
+        &[
+            "Pair",
+            "Attainment",
+            "Lag p50",
+            "Lag p99",
+            "Lag max",
+            "Canaries written / observed / lost / failed",
+            "Reads per canary",
+            "Probe down",
+        ],
     );
     for p in &t.pairs {
         row(
@@ -174,18 +223,32 @@ fn target(o: &mut String, t: &TargetReport, slice: f64) {
                 fmt_pct(p.attainment.ratio()),
                 secs(p.lag_p50_seconds),
                 secs(p.lag_p99_seconds),
-                p.lag_max_seconds.map(|m| format!("≤ {}", fmt_duration(m))).unwrap_or_else(|| "—".into()),
-                format!("{} / {} / {} / {}", p.canaries.written, p.canaries.observed, p.canaries.lost, p.canaries.failed),
-                p.reads_per_canary.map(|r| format!("{r:.2}")).unwrap_or_else(|| "—".into()),
+                p.lag_max_seconds
+                    .map(|m| format!("≤ {}", fmt_duration(m)))
+                    .unwrap_or_else(|| "—".into()),
+                format!(
+                    "{} / {} / {} / {}",
+                    p.canaries.written, p.canaries.observed, p.canaries.lost, p.canaries.failed
+                ),
+                p.reads_per_canary
+                    .map(|r| format!("{r:.2}"))
+                    .unwrap_or_else(|| "—".into()),
                 fmt_duration(p.probe_down_seconds),
             ],
         );
     }
     o.push('\n');
-    let aws: Vec<_> = t.pairs.iter().flat_map(|p| p.aws.iter().map(move |a| (p, a))).collect();
+    let aws: Vec<_> = t
+        .pairs
+        .iter()
+        .flat_map(|p| p.aws.iter().map(move |a| (p, a)))
+        .collect();
     if !aws.is_empty() {
         let _ = writeln!(o, "AWS's own figure beside ours (AWS minus agent RPO):\n");
-        header(o, &["Pair", "AWS metric", "Mean difference", "Max difference"]);
+        header(
+            o,
+            &["Pair", "AWS metric", "Mean difference", "Max difference"],
+        );
         for (p, a) in aws {
             row(
                 o,
@@ -205,7 +268,10 @@ fn drill(o: &mut String, d: &Drill) {
     let _ = writeln!(o, "## Drill record\n");
     let _ = writeln!(o, "### Timeline\n");
     if d.timeline.is_empty() {
-        let _ = writeln!(o, "Nothing happened in the window: no episode, no direction change.\n");
+        let _ = writeln!(
+            o,
+            "Nothing happened in the window: no episode, no direction change.\n"
+        );
     } else {
         header(o, &["Time", "Target", "Event"]);
         for e in &d.timeline {
@@ -220,7 +286,15 @@ fn drill(o: &mut String, d: &Drill) {
     }
     header(
         o,
-        &["Target", "Switched at", "RPO at the switch", "Time to detect", "First canary of the new direction", "Back within objective after", "Canaries lost"],
+        &[
+            "Target",
+            "Switched at",
+            "RPO at the switch",
+            "Time to detect",
+            "First canary of the new direction",
+            "Back within objective after",
+            "Canaries lost",
+        ],
     );
     for s in &d.switches {
         row(
@@ -230,7 +304,9 @@ fn drill(o: &mut String, d: &Drill) {
                 fmt_time(s.switched_at),
                 secs(s.rpo_at_switch_seconds),
                 secs(s.time_to_detect_seconds),
-                s.first_canary_new_direction_at.map(fmt_time).unwrap_or_else(|| "—".into()),
+                s.first_canary_new_direction_at
+                    .map(fmt_time)
+                    .unwrap_or_else(|| "—".into()),
                 secs(s.time_back_within_objective_seconds),
                 format!("{}", s.canaries_lost),
             ],

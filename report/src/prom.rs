@@ -194,7 +194,8 @@ impl Prom {
             };
             let n = HeaderName::from_bytes(name.trim().as_bytes())
                 .map_err(|e| bad_header(e.to_string()))?;
-            let mut v = HeaderValue::from_str(value.trim()).map_err(|e| bad_header(e.to_string()))?;
+            let mut v =
+                HeaderValue::from_str(value.trim()).map_err(|e| bad_header(e.to_string()))?;
             v.set_sensitive(true);
             headers.push((n, v));
         }
@@ -260,10 +261,11 @@ impl Prom {
     pub async fn recording_rules(&self) -> Result<Vec<String>, PromError> {
         let url = format!("{}/api/v1/rules?type=record", self.base);
         let body = self.send(Method::GET, &url, None).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| PromError::Decode {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| PromError::Decode {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         let mut names = Vec::new();
         for g in v["data"]["groups"].as_array().into_iter().flatten() {
             for r in g["rules"].as_array().into_iter().flatten() {
@@ -314,11 +316,16 @@ impl Prom {
         decode_result(&data).map_err(|reason| PromError::Decode { url, reason })
     }
 
-    async fn send(&self, method: Method, url: &str, form: Option<String>) -> Result<Bytes, PromError> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(url)
-            .header(USER_AGENT, concat!("rpo-agent/", env!("CARGO_PKG_VERSION"), " report"));
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        form: Option<String>,
+    ) -> Result<Bytes, PromError> {
+        let mut req = Request::builder().method(method).uri(url).header(
+            USER_AGENT,
+            concat!("rpo-agent/", env!("CARGO_PKG_VERSION"), " report"),
+        );
         for (n, v) in &self.headers {
             req = req.header(n, v);
         }
@@ -347,7 +354,11 @@ impl Prom {
             }
         };
         let call = async {
-            let resp = self.client.request(req).await.map_err(|e| unreachable(&e))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| unreachable(&e))?;
             let status = resp.status().as_u16();
             let bytes = Limited::new(resp.into_body(), MAX_BODY_BYTES)
                 .collect()
@@ -514,7 +525,10 @@ mod tests {
             ca_file: None,
         };
         let dbg = format!("{auth:?}");
-        assert!(!dbg.contains("s3cret") && !dbg.contains("hunter2") && !dbg.contains("tenant-secret"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cret") && !dbg.contains("hunter2") && !dbg.contains("tenant-secret"),
+            "{dbg}"
+        );
         assert!(dbg.contains("alice") && dbg.contains("X-Scope-OrgID"));
     }
 
@@ -536,7 +550,8 @@ mod tests {
         let e = PromError::Query {
             query: "x".into(),
             error_type: "execution".into(),
-            error: "query processing would load too many samples into memory in query execution".into(),
+            error: "query processing would load too many samples into memory in query execution"
+                .into(),
         };
         assert!(e.is_too_many_samples());
     }

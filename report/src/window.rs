@@ -14,9 +14,8 @@ pub fn parse_time(flag: &str, s: &str, now: f64) -> Result<f64, String> {
         return Ok(now);
     }
     if let Some(ago) = s.strip_prefix("now-") {
-        let d = humantime::parse_duration(ago).map_err(|e| {
-            format!("{flag} {s:?}: {e} (write e.g. now-2h)")
-        })?;
+        let d = humantime::parse_duration(ago)
+            .map_err(|e| format!("{flag} {s:?}: {e} (write e.g. now-2h)"))?;
         return Ok(now - d.as_secs_f64());
     }
     if let Ok(unix) = s.parse::<f64>() {
@@ -27,7 +26,9 @@ pub fn parse_time(flag: &str, s: &str, now: f64) -> Result<f64, String> {
             "{flag} {s:?} is not a time: write RFC 3339 (2026-12-01T09:00:00Z), Unix seconds, now or now-2h"
         )
     })?;
-    Ok(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64())
+    Ok(t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64())
 }
 
 /// The window of `--last` or `--from`/`--to` (default: the last 30 days).
@@ -106,10 +107,18 @@ mod tests {
 
     #[test]
     fn bad_windows_say_why() {
-        assert!(resolve(Some(Duration::from_secs(60)), Some("now-1h"), None, NOW).unwrap_err().contains("not both"));
-        assert!(resolve(None, Some("now-10s"), None, NOW).unwrap_err().contains("shorter"));
+        assert!(
+            resolve(Some(Duration::from_secs(60)), Some("now-1h"), None, NOW)
+                .unwrap_err()
+                .contains("not both")
+        );
+        assert!(resolve(None, Some("now-10s"), None, NOW)
+            .unwrap_err()
+            .contains("shorter"));
         assert!(resolve(None, None, Some("now-0s"), NOW).is_ok());
         let future = format!("{}", NOW + 3600.0);
-        assert!(resolve(None, None, Some(&future), NOW).unwrap_err().contains("future"));
+        assert!(resolve(None, None, Some(&future), NOW)
+            .unwrap_err()
+            .contains("future"));
     }
 }

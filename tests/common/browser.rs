@@ -73,7 +73,8 @@ pub fn render(page: &Path, work: &Path, width: u32, height: u32) -> Rendered {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let png = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    let png =
+        std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
     let log = read_netlog(&std::fs::read_to_string(&netlog).unwrap_or_default());
     let events = log["events"].as_array().cloned().unwrap_or_default();
     Rendered {
