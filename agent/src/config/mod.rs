@@ -6,6 +6,7 @@
 //! fails in milliseconds on a typo instead of after minutes of retries.
 
 mod duration;
+mod emf;
 mod error;
 mod fleet;
 mod raw;
@@ -45,6 +46,59 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// `[fleet]`: share the targets with the other agents of the fleet.
     pub fleet: Option<FleetConfig>,
+    /// `[emf]`: CloudWatch Embedded Metric Format documents.
+    pub emf: Option<EmfConfig>,
+}
+
+/// `[emf]`: one CloudWatch EMF document per (target, replica) per `every`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmfConfig {
+    pub to: EmfTo,
+    pub namespace: String,
+    pub every: Duration,
+    /// 60 (standard resolution) or 1 (high resolution).
+    pub storage_resolution: u32,
+    /// Dimension sets; every set is billed as its own custom metrics.
+    pub dimensions: Vec<Vec<EmfDimension>>,
+}
+
+/// Where EMF documents go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmfTo {
+    /// One JSON line per document on stdout (the awslogs driver ships it).
+    Stdout,
+    /// The CloudWatch agent's EMF listener, newline-delimited over TCP (`HOST:PORT`).
+    Tcp(String),
+    /// The CloudWatch agent's EMF listener, one datagram per document (`HOST:PORT`).
+    Udp(String),
+}
+
+/// What a dimension of an EMF metric can be: the pair's labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmfDimension {
+    Target,
+    ReplicaRegion,
+    SourceRegion,
+    Kind,
+}
+
+impl EmfDimension {
+    pub const ALL: [EmfDimension; 4] = [
+        EmfDimension::Target,
+        EmfDimension::ReplicaRegion,
+        EmfDimension::SourceRegion,
+        EmfDimension::Kind,
+    ];
+
+    /// The dimension's name in CloudWatch.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmfDimension::Target => "Target",
+            EmfDimension::ReplicaRegion => "ReplicaRegion",
+            EmfDimension::SourceRegion => "SourceRegion",
+            EmfDimension::Kind => "Kind",
+        }
+    }
 }
 
 /// `[fleet]`: agents of one name share the targets; per target, the agent
@@ -68,6 +122,8 @@ pub struct AgentConfig {
     pub listen: std::net::SocketAddr,
     /// How long SIGTERM waits for in-flight reads before exiting.
     pub shutdown_grace: Duration,
+    /// Exporter-toolkit web configuration file (TLS, basic auth), read at start-up.
+    pub web_config: Option<std::path::PathBuf>,
 }
 
 /// The kinds of store the agent can probe.

@@ -18,6 +18,23 @@ pub struct RawConfig {
     pub target: Vec<Spanned<RawTarget>>,
     /// Agents that share their targets (one writer per target, by lease).
     pub fleet: Option<Spanned<RawFleet>>,
+    /// CloudWatch Embedded Metric Format documents beside `/metrics`.
+    pub emf: Option<Spanned<RawEmf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmf {
+    /// `"stdout"` (default), `"tcp://HOST:PORT"` or `"udp://HOST:PORT"` (the CloudWatch agent).
+    pub to: Option<Spanned<String>>,
+    /// CloudWatch namespace of the metrics (default `RPOAgent`).
+    pub namespace: Option<Spanned<String>>,
+    /// One document per (target, replica) per this period (default `"60s"`, at least `"1s"`).
+    pub every: Option<Spanned<String>>,
+    /// 60 (standard) or 1 (high-resolution metrics).
+    pub storage_resolution: Option<Spanned<i64>>,
+    /// Dimension sets (default `[["Target", "ReplicaRegion"]]`); each set is billed as its own metrics.
+    pub dimensions: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +69,8 @@ pub struct RawAgent {
     pub shutdown_grace: Option<Spanned<String>>,
     /// Default period of AWS's own lag figures from CloudWatch (`"1m"`), or `"off"`.
     pub aws_reported_every: Option<Spanned<String>>,
+    /// Exporter-toolkit web configuration file (TLS, basic auth) of the HTTP endpoints.
+    pub web_config: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -169,14 +169,33 @@ pub fn validate(origin: &Origin, text: &str, raw: &RawConfig) -> Result<Config, 
         .as_ref()
         .map(|f| super::fleet::fleet(&cx, f))
         .transpose()?;
+    let emf = raw
+        .emf
+        .as_ref()
+        .map(|e| super::emf::emf(&cx, e))
+        .transpose()?;
+    let web_config = match &a.web_config {
+        None => None,
+        Some(v) if v.get_ref().trim().is_empty() => {
+            return Err(cx.err_at(
+                Some(v.span().start),
+                "agent.web_config",
+                "empty path",
+                "name the exporter-toolkit web configuration file, e.g. \"/etc/rpo-agent/web.yml\", or leave the key out",
+            ))
+        }
+        Some(v) => Some(std::path::PathBuf::from(v.get_ref().trim())),
+    };
     Ok(Config {
         agent: AgentConfig {
             id,
             listen,
             shutdown_grace,
+            web_config,
         },
         targets,
         fleet,
+        emf,
     })
 }
 
