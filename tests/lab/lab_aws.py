@@ -167,4 +167,11 @@ def status(lab_dir: Path, state: dict[str, Any]) -> str:
         lines.append(f"faults {f['service']} {f['name'] or '(global)'}: {json.dumps(f['faults'])}")
     for where, n in sorted(s.get("cloudwatch_published", {}).items()):
         lines.append(f"cloudwatch {where} ReplicationLatency: {n} datapoint(s) published")
+    emf = s.get("logs_emf") or {}
+    if emf.get("log_events"):
+        why = ", ".join(f"{r} {n}" for r, n in sorted(emf.get("rejected", {}).items()))
+        lines.append(
+            f"logs: {emf['log_events']} event(s); EMF {emf['documents_extracted']} document(s) extracted "
+            f"({emf['datapoints']} datapoint(s)), {emf['documents_rejected']} not extracted{f' ({why})' if why else ''}"
+        )
     return "\n".join(lines)

@@ -34,6 +34,7 @@ from .gateway import Gateway
 from .ground_truth import GroundTruth
 from .http11 import KeepAliveRequestHandler
 from .journal import Journal
+from .logs_emf import CloudWatchLogs
 from .replication import Replicator
 from .s3_replication import S3Replication
 from . import speedups
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     cloudwatch = CloudWatch()  # ReplicationLatency datapoints in moto + GetMetricData over CBOR
     dynamodb = DynamoDBGlobalTables(replicator, ground_truth, metrics=cloudwatch)
     s3 = S3Replication(replicator, ground_truth, metrics=cloudwatch)
+    logs = CloudWatchLogs(cloudwatch)  # EMF documents in PutLogEvents -> moto's CloudWatch
     # Keyed by SigV4 signing name; a service missing here reaches moto untouched.
-    extensions = {"dynamodb": dynamodb, "s3": s3, "monitoring": cloudwatch}
+    extensions = {"dynamodb": dynamodb, "s3": s3, "monitoring": cloudwatch, "logs": logs}
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     for backend in _WARM_BACKENDS:
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             "dynamodb_global_tables": dynamodb.status(),
             "s3_replication": s3.status(),
             "cloudwatch_published": cloudwatch.status(),
+            "logs_emf": logs.status(),
         }
 
     # HTTP/1.1 keep-alive (werkzeug's own handler closes every connection): http11.py.
