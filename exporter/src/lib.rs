@@ -5,6 +5,8 @@
 //! `/readyz` read (`status`), and the HTTP side (`server`, `healthcheck`).
 //! Nothing here talks to AWS or to a database.
 
+pub mod emf;
+pub mod emf_sink;
 pub mod healthcheck;
 pub mod human;
 pub mod metrics;

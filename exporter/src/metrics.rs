@@ -64,6 +64,7 @@ pub struct Metrics {
     fleet_leader: IntGaugeVec,
     fleet_takeovers: IntCounterVec,
     fleet_degraded: IntGaugeVec,
+    emf_documents: IntCounterVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
@@ -112,6 +113,7 @@ impl Metrics {
             fleet_leader: int_gauge(registry, "rpo_fleet_leader", "1 if this agent writes the target's canaries (it holds the fleet's lease, or the lease table is unreachable), 0 if it stands by.", &["target", "kind"])?,
             fleet_takeovers: counter(registry, "rpo_fleet_takeovers_total", "Times this agent took the target's lease from another agent (dead, frozen, or one that released it).", &["target", "kind"])?,
             fleet_degraded: int_gauge(registry, "rpo_fleet_degraded", "1 while the fleet's lease table has been unreachable for longer than a lease: every agent then measures on its own.", &[])?,
+            emf_documents: counter(registry, "rpo_emf_documents_total", "CloudWatch EMF documents ([emf]) by outcome: written to the destination, or dropped (destination failing beyond the backlog, or a document over the line limit).", &["outcome"])?,
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -185,6 +187,13 @@ impl Metrics {
         self.fleet_takeovers
             .with_label_values(&[target, kind])
             .inc();
+    }
+
+    /// Counts EMF documents by outcome (`written`, `dropped`); both
+    /// series exist from the first call so `rate()` sees the zero.
+    pub fn emf_documents(&self, written: u64, dropped: u64) {
+        self.emf_documents.with_label_values(&["written"]).inc_by(written);
+        self.emf_documents.with_label_values(&["dropped"]).inc_by(dropped);
     }
 
     /// Whether the fleet is measuring without its lease table.

@@ -62,44 +62,9 @@ pub struct EmfConfig {
     pub dimensions: Vec<Vec<EmfDimension>>,
 }
 
-/// Where EMF documents go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EmfTo {
-    /// One JSON line per document on stdout (the awslogs driver ships it).
-    Stdout,
-    /// The CloudWatch agent's EMF listener, newline-delimited over TCP (`HOST:PORT`).
-    Tcp(String),
-    /// The CloudWatch agent's EMF listener, one datagram per document (`HOST:PORT`).
-    Udp(String),
-}
-
-/// What a dimension of an EMF metric can be: the pair's labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EmfDimension {
-    Target,
-    ReplicaRegion,
-    SourceRegion,
-    Kind,
-}
-
-impl EmfDimension {
-    pub const ALL: [EmfDimension; 4] = [
-        EmfDimension::Target,
-        EmfDimension::ReplicaRegion,
-        EmfDimension::SourceRegion,
-        EmfDimension::Kind,
-    ];
-
-    /// The dimension's name in CloudWatch.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EmfDimension::Target => "Target",
-            EmfDimension::ReplicaRegion => "ReplicaRegion",
-            EmfDimension::SourceRegion => "SourceRegion",
-            EmfDimension::Kind => "Kind",
-        }
-    }
-}
+/// Where EMF documents go, and what their dimensions can be (the exporter's
+/// types: the config names them, the exporter writes them).
+pub use rpo_exporter::emf::{Destination as EmfTo, Dimension as EmfDimension};
 
 /// `[fleet]`: agents of one name share the targets; per target, the agent
 /// that holds the lease (an item in `table`) writes the canaries.
