@@ -362,6 +362,7 @@ async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
         shutdown,
         cfg.agent.shutdown_grace,
         gates,
+        emf_plan(&cfg, &id),
     ));
 
     wait_for_signal().await;
@@ -383,6 +384,21 @@ async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     }
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[emf]` as the scheduler wants it; None without `[emf]`.
+fn emf_plan(cfg: &Config, agent_id: &str) -> Option<scheduler::EmfPlan> {
+    let e = cfg.emf.as_ref()?;
+    Some(scheduler::EmfPlan {
+        settings: rpo_exporter::emf::Settings {
+            namespace: e.namespace.clone(),
+            storage_resolution: e.storage_resolution,
+            dimensions: e.dimensions.clone(),
+            agent_id: agent_id.to_string(),
+        },
+        to: e.to.clone(),
+        every: e.every,
+    })
 }
 
 async fn wait_for_signal() {

@@ -7,6 +7,7 @@
 //! gauges. The backend probe only implements a single write and read.
 
 mod aws_lag;
+mod emf;
 mod pair;
 mod reader;
 mod writer;
@@ -21,6 +22,7 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+pub use emf::EmfPlan;
 pub use pair::PairState;
 
 use crate::fleet::Gate;
@@ -43,6 +45,8 @@ pub struct RouteRun {
     pub board: StatusBoard,
     /// Fleet mode: the target's lease, as this agent holds it or not.
     pub gate: Option<Arc<Gate>>,
+    /// `[emf]`: pairs keep an EMF window.
+    pub emf: bool,
 }
 
 /// Canary writes and replica reads running at once, for the whole process.
@@ -80,7 +84,8 @@ impl Readiness {
 
 /// Runs every route until `shutdown`, then lets readers drain in-flight
 /// canaries for at most `grace`. `gates` (fleet mode; empty otherwise) say
-/// per target whether this agent writes its canaries.
+/// per target whether this agent writes its canaries. `emf`: write EMF
+/// documents (`[emf]`); the last period is written after the readers drained.
 pub async fn run(
     routes: Vec<Route>,
     metrics: Metrics,
@@ -88,6 +93,7 @@ pub async fn run(
     shutdown: Shutdown,
     grace: Duration,
     gates: HashMap<String, Arc<Gate>>,
+    emf: Option<EmfPlan>,
 ) {
     let readiness = Readiness {
         unprepared: Arc::new(AtomicUsize::new(routes.len())),
@@ -106,17 +112,8 @@ pub async fn run(
         }
         let pairs = (0..route.replica_regions.len())
             .map(|i| {
-                let labels = route.labels(i);
-                let m = metrics.replica(&labels);
-                Arc::new(Mutex::new(PairState::new(
-                    labels,
-                    route.canary_key.clone(),
-                    m,
-                    route.timeout,
-                    route.max_pending,
-                    route.objective,
-                    route.interval,
-                )))
+                let p = PairState::for_route(&route, route.labels(i), &metrics, emf.is_some());
+                Arc::new(Mutex::new(p))
             })
             .collect();
         let wake_readers = (0..route.replica_regions.len())
@@ -131,6 +128,7 @@ pub async fn run(
             metrics: metrics.clone(),
             calls: calls.clone(),
             board: board.clone(),
+            emf: emf.is_some(),
         }));
     }
     for run in &runs {
@@ -147,6 +145,8 @@ pub async fn run(
         tasks.spawn(aws_lag::run(group, cw, metrics.clone(), shutdown.clone()));
     }
     let refresher = tokio::spawn(refresh_loop(runs.clone(), board.clone()));
+    let (flush_emf, flush) = tokio::sync::oneshot::channel();
+    let emf_task = emf.map(|plan| tokio::spawn(emf::run(runs.clone(), plan, metrics.clone(), flush)));
     while let Some(res) = tasks.join_next().await {
         if let Err(e) = res {
             tracing::error!("a probe task failed: {e}");
@@ -154,6 +154,12 @@ pub async fn run(
     }
     refresher.abort();
     refresh_once(&runs, &board);
+    if let Some(t) = emf_task {
+        let _ = flush_emf.send(());
+        if let Err(e) = t.await {
+            tracing::error!("the EMF task failed: {e}");
+        }
+    }
 }
 
 /// Routes that read AWS's figures from the same CloudWatch (region,

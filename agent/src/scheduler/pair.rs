@@ -6,13 +6,15 @@
 
 use std::time::Duration;
 
-use rpo_exporter::{ReplicaLabels, ReplicaMetrics, ReplicaStatus, StatusBoard};
+use rpo_exporter::emf;
+use rpo_exporter::{Metrics, ReplicaLabels, ReplicaMetrics, ReplicaStatus, StatusBoard};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::canary::unix_seconds;
 use crate::poll::{LagModel, Sample};
 use crate::probe::{ErrorClass, ProbeError, StoredCanary};
+use crate::route::Route;
 use crate::tracker::{Event, Observation, ReadSpan, Tracker};
 
 /// Repeated identical errors are logged once a minute, not every round.
@@ -61,10 +63,34 @@ pub struct PairState {
     /// Fleet mode: another agent writes this target's canaries, so this
     /// pair exports no gauges and tracks nothing.
     standby: bool,
+    /// `[emf]`: what this pair saw since the last EMF document.
+    emf: Option<emf::Window>,
 }
 
 impl PairState {
-    pub fn new(
+    /// A fresh pair of `route` for `labels`, whose series may have existed
+    /// before (this agent held the lease earlier, or measured this direction
+    /// before a failover): its RPO gauges say "unknown" (NaN) until measured
+    /// again, not the value they froze at back then. `emf`: keep an EMF
+    /// window.
+    pub fn for_route(route: &Route, labels: ReplicaLabels, metrics: &Metrics, emf: bool) -> Self {
+        let m = metrics.replica(&labels);
+        m.rpo.set(f64::NAN);
+        m.upper_bound.set(f64::NAN);
+        let mut p = PairState::new(
+            labels,
+            route.canary_key.clone(),
+            m,
+            route.timeout,
+            route.max_pending,
+            route.objective,
+            route.interval,
+        );
+        p.emf = emf.then(emf::Window::default);
+        p
+    }
+
+    fn new(
         labels: ReplicaLabels,
         canary_key: String,
         metrics: ReplicaMetrics,
@@ -92,7 +118,21 @@ impl PairState {
             errors_logged: LogOnce::new(ERROR_LOG_EVERY),
             aws_errors_logged: LogOnce::new(AWS_ERROR_LOG_EVERY),
             standby: false,
+            emf: None,
         }
+    }
+
+    /// `[emf]`: closes the pair's period and writes its document. None:
+    /// nothing was seen (standing by in a fleet), or no EMF; `Err`: the
+    /// document would be over the line limit and is not written.
+    pub fn take_emf(&mut self, settings: &emf::Settings, timestamp_ms: u64) -> Option<Result<String, ()>> {
+        let period = self.emf.as_mut()?.take()?;
+        let doc = emf::document(settings, &self.labels, self.status.objective_seconds, &period, timestamp_ms);
+        if doc.is_none() {
+            warn!(target = %self.labels.target, replica_region = %self.labels.replica_region,
+                "EMF document over the line limit: not written (shorten the target's name)");
+        }
+        Some(doc.ok_or(()))
     }
 
     /// Fleet mode: another agent (`holder`, when known) writes the
@@ -306,6 +346,9 @@ impl PairState {
                 } => {
                     self.metrics.observed.inc();
                     self.metrics.lag.observe(lag.as_secs_f64());
+                    if let Some(w) = &mut self.emf {
+                        w.lag(lag.as_secs_f64());
+                    }
                     self.metrics.uncertainty.observe(uncertainty.as_secs_f64());
                     self.metrics.last_success.set(unix_seconds());
                     self.model.record(Sample {
@@ -322,6 +365,9 @@ impl PairState {
                 }
                 Event::Lost { seq, age } => {
                     self.metrics.lost.inc();
+                    if let Some(w) = &mut self.emf {
+                        w.lost();
+                    }
                     warn!(
                         target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
                         seq, key = %self.canary_key, age_seconds = age.as_secs_f64(),
@@ -330,6 +376,9 @@ impl PairState {
                 }
                 Event::Failed { seq } => {
                     self.metrics.failed.inc();
+                    if let Some(w) = &mut self.emf {
+                        w.failed();
+                    }
                     warn!(
                         target = %l.target, source_region = %l.source_region, replica_region = %l.replica_region,
                         seq, key = %self.canary_key, "canary replication FAILED (reported by the store)"
@@ -374,6 +423,9 @@ impl PairState {
         self.metrics.pending.set(pending as i64);
         let up = self.write_ok && self.read_ok;
         self.metrics.probe_up.set(up as i64);
+        if let Some(w) = &mut self.emf {
+            w.sample(rpo, upper, up);
+        }
         let s = &mut self.status;
         s.rpo_seconds = rpo;
         s.upper_bound_seconds = upper;

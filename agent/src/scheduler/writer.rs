@@ -406,24 +406,8 @@ async fn resume_task(run: Arc<RouteRun>) {
     }
 }
 
-/// A fresh pair for `labels` whose series may have existed before (this
-/// agent held the lease earlier, or measured this direction before a
-/// failover): its RPO gauges say "unknown" (NaN) until measured again, not
-/// the value they froze at back then.
 fn new_pair(run: &RouteRun, labels: rpo_exporter::ReplicaLabels) -> super::PairState {
-    let route = &run.route;
-    let m = run.metrics.replica(&labels);
-    m.rpo.set(f64::NAN);
-    m.upper_bound.set(f64::NAN);
-    super::PairState::new(
-        labels,
-        route.canary_key.clone(),
-        m,
-        route.timeout,
-        route.max_pending,
-        route.objective,
-        route.interval,
-    )
+    super::PairState::for_route(&run.route, labels, &run.metrics, run.emf)
 }
 
 /// The probe found that replica `i` is now the writer (and has swapped its
