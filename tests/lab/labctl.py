@@ -11,6 +11,8 @@ The component contract is documented in README.md ("Components").
     lab status --dir DIR
     lab fault --dir DIR SERVICE ARGS...     (routed to the component owning SERVICE)
     lab selftest                            (test_awsserver.py)
+    lab awslogs --dir DIR --group G --stream S [--region R] [--tee FILE]
+                                            (stdin -> the lab's CloudWatch Logs: awslogs_forwarder.py)
 
 The helpers below (free_port, spawn, wait_http, stop_pids, pid_alive) are for components too:
 `from labctl import spawn, stop_pids`.
@@ -316,6 +318,15 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(HERE / "test_awsserver.py"), *args.argv])
 
 
+def cmd_awslogs(argv: list[str]) -> int:
+    """Plays ECS's awslogs log driver: stdin lines -> PutLogEvents (awslogs_forwarder.py)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import awslogs_forwarder
+
+    return awslogs_forwarder.main(argv)
+
+
 def cmd_watchdog(args: argparse.Namespace) -> int:
     """Runs detached; stops the lab when the process that asked for it (--exit-with) is gone."""
     try:
@@ -337,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["selftest"] and not {"-h", "--help"} & set(argv[1:]):
         # argparse's REMAINDER refuses a leading option (`selftest -k NAME`): hand it over as is.
         return cmd_selftest(argparse.Namespace(argv=argv[1:]))
+    if argv[:1] == ["awslogs"]:
+        return cmd_awslogs(argv[1:])  # its own options (and --help): awslogs_forwarder.py
     if argv[:1] == ["fault"] and "--dir" in argv:
         # A fault's own words follow free-form; take --dir out wherever it stands so
         # `lab fault dynamodb delay 1s --dir D` works as well as `lab fault --dir D dynamodb ...`.
@@ -357,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("argv", nargs=argparse.REMAINDER)
     selftest = sub.add_parser("selftest", help="run the AWS stand-in's self-test")
     selftest.add_argument("argv", nargs=argparse.REMAINDER)
+    sub.add_parser("awslogs", help="ship stdin to the lab's CloudWatch Logs as ECS's awslogs driver does", add_help=False)
     wd = sub.add_parser("_watchdog")
     wd.add_argument("--pid", type=int, required=True)
     for sp in (up, sub.choices["down"], sub.choices["status"], fault, wd):

@@ -864,6 +864,333 @@ def aws_region_down_holds_replication(lab: Lab) -> None:
     assert head_status(s3src, "s3-src-out", "rpo-canary/out/1") == "COMPLETED"
 
 
+# ---- CloudWatch Logs: EMF extraction (awsserver/logs_emf.py) and `lab awslogs` --------------
+
+EMF_SCHEMA = HERE.parent / "emf" / "emf.schema.json"
+
+
+def emf_schema_errors(doc: object) -> list[str]:
+    """What tests/emf/emf.schema.json says about doc (jsonschema comes with moto[server])."""
+    import jsonschema
+
+    schema = json.loads(EMF_SCHEMA.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    return [e.message for e in validator.iter_errors(doc)]
+
+
+def emf_doc(ts_ms: int, namespace: str, metrics: list[dict], dims: list[list[str]], **members) -> dict:
+    return {"_aws": {"Timestamp": ts_ms, "CloudWatchMetrics": [
+        {"Namespace": namespace, "Dimensions": dims, "Metrics": metrics}]}, **members}
+
+
+def emf_stat(lab: Lab, region: str, namespace: str, name: str, dims: dict, stat: str, period: int = 60) -> list[tuple[float, float]]:
+    """(bucket start, value) of one metric over the last 20 minutes, through the lab's
+    GetMetricData over RPC v2 CBOR (what the agent's SDK speaks), oldest first."""
+    import cbor2
+
+    now = time.time()
+    body = cbor2.dumps({
+        "MetricDataQueries": [{"Id": "q", "MetricStat": {
+            "Metric": {"Namespace": namespace, "MetricName": name,
+                       "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]},
+            "Period": period, "Stat": stat}}],
+        "StartTime": cbor2.CBORTag(1, now - 1200.0), "EndTime": cbor2.CBORTag(1, now + 60.0),
+        "ScanBy": "TimestampAscending",
+    })
+    status, _, answer = cw_rpc(lab, region, body)
+    assert status == 200, (status, answer)
+    r = answer["MetricDataResults"][0]
+    return [(t.timestamp(), v) for t, v in zip(r["Timestamps"], r["Values"])]
+
+
+def logs_status(lab: Lab) -> dict:
+    return control(lab, "/status")["logs_emf"]
+
+
+def log_stream(lab: Lab, region: str, group: str, stream: str):
+    logs = lab.client("logs", region)
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    return logs
+
+
+def stream_messages(logs, group: str, stream: str) -> list[dict]:
+    return logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)["events"]
+
+
+@test
+def logs_emf_extraction_statistics(lab: Lab) -> None:
+    group, stream = "/emf/stats", "s"
+    logs = log_stream(lab, SRC, group, stream)
+    # Two documents in the same second of the previous minute (one Period-60 bucket), one a
+    # second later: Maximum of a plain value, SampleCount/percentiles of a histogram, Sum of a Count.
+    minute = int(time.time() // 60) * 60 - 60
+    t0, t1 = (minute + 10) * 1000, (minute + 11) * 1000
+    metrics = [
+        {"Name": "RPO", "Unit": "Seconds", "StorageResolution": 1},
+        {"Name": "ReplicationLag", "Unit": "Seconds"},
+        {"Name": "CanariesLost", "Unit": "Count"},
+        {"Name": "ProbeUp", "Unit": "None"},
+        {"Name": "Reads"},  # no Unit: stored as None
+    ]
+    dims = [["Target", "ReplicaRegion"], ["Target"]]
+    docs = [
+        emf_doc(t0, "Lab/EMF", metrics, dims, Target="orders", ReplicaRegion=DST, Kind="dynamodb",
+                RPO=2.5, CanariesLost=1, ProbeUp=1, Reads=[3, 4, 5],
+                ReplicationLag={"Values": [0.1, 0.2, 0.3], "Counts": [50, 45, 5], "Max": 0.3, "Min": 0.1, "Count": 100, "Sum": 15.5}),
+        emf_doc(t0, "Lab/EMF", metrics, dims, Target="orders", ReplicaRegion=DST, Kind="dynamodb",
+                RPO=4.0, CanariesLost=2, ProbeUp=0, Reads=[1],
+                ReplicationLag={"Values": [0.4], "Counts": [0], "Max": 0.4, "Min": 0.4, "Count": 0, "Sum": 0}),
+        emf_doc(t1, "Lab/EMF", metrics, dims, Target="orders", ReplicaRegion=DST, Kind="dynamodb",
+                RPO=1.0, CanariesLost=0, ProbeUp=1, Reads=[], ReplicationLag=0.25),
+    ]
+    for d in docs:
+        assert emf_schema_errors(d) == [], emf_schema_errors(d)
+    before = logs_status(lab)
+    now_ms = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+        {"timestamp": now_ms, "message": json.dumps(d)} for d in docs] + [{"timestamp": now_ms, "message": "a plain line"}])
+    after = logs_status(lab)
+    assert after["documents_extracted"] - before["documents_extracted"] == 3, (before, after)
+    assert after["documents_rejected"] == before["documents_rejected"], after
+    assert after["log_events"] - before["log_events"] == 4, after
+    # The events themselves are stored unchanged (extraction only adds datapoints).
+    assert [e["message"] for e in stream_messages(logs, group, stream)] == [json.dumps(d) for d in docs] + ["a plain line"]
+
+    full = {"Target": "orders", "ReplicaRegion": DST}
+    assert emf_stat(lab, SRC, "Lab/EMF", "RPO", full, "Maximum") == [(minute, 4.0)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "RPO", full, "Maximum", period=1) == [(minute + 10, 4.0), (minute + 11, 1.0)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "RPO", full, "SampleCount") == [(minute, 3.0)]
+    # Histogram: 100 samples (a zero count adds none) plus the plain 0.25 of the third document.
+    assert emf_stat(lab, SRC, "Lab/EMF", "ReplicationLag", full, "SampleCount") == [(minute, 101.0)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "ReplicationLag", full, "p99") == [(minute, 0.3)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "ReplicationLag", full, "p40") == [(minute, 0.1)]  # nearest rank 41 of 101
+    assert emf_stat(lab, SRC, "Lab/EMF", "ReplicationLag", full, "p50") == [(minute, 0.2)]  # rank 51
+    assert emf_stat(lab, SRC, "Lab/EMF", "ReplicationLag", full, "Maximum") == [(minute, 0.3)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "CanariesLost", full, "Sum") == [(minute, 3.0)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "ProbeUp", full, "Minimum") == [(minute, 0.0)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "Reads", full, "SampleCount") == [(minute, 4.0)]  # [] adds nothing
+    # Every dimension set is a metric of its own; dimensions must match exactly.
+    assert emf_stat(lab, SRC, "Lab/EMF", "CanariesLost", {"Target": "orders"}, "Sum") == [(minute, 3.0)]
+    assert emf_stat(lab, SRC, "Lab/EMF", "CanariesLost", {"Target": "orders", "Kind": "dynamodb"}, "Sum") == []
+    assert emf_stat(lab, SRC, "Lab/EMF", "CanariesLost", {}, "Sum") == []
+    # In the request's region only.
+    assert emf_stat(lab, DST, "Lab/EMF", "RPO", full, "Maximum") == []
+    # Units as declared (moto's own protocol sees the datapoints too).
+    import datetime
+    cw = lab.client("cloudwatch", SRC)
+    for name, unit in (("RPO", "Seconds"), ("CanariesLost", "Count"), ("Reads", "None")):
+        points = cw.get_metric_statistics(
+            Namespace="Lab/EMF", MetricName=name, Dimensions=[{"Name": k, "Value": v} for k, v in full.items()],
+            StartTime=datetime.datetime.fromtimestamp(minute - 60, datetime.timezone.utc),
+            EndTime=datetime.datetime.fromtimestamp(minute + 120, datetime.timezone.utc),
+            Period=60, Statistics=["SampleCount"])["Datapoints"]
+        assert points and all(p["Unit"] == unit for p in points), (name, points)
+    # `"Dimensions": []` (allowed by the specification): the metric without dimensions.
+    bare = emf_doc(t0, "Lab/EMF-bare", [{"Name": "N", "Unit": "Count"}], [], N=7)
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now_ms, "message": json.dumps(bare)}])
+    assert emf_stat(lab, SRC, "Lab/EMF-bare", "N", {}, "Sum") == [(minute, 7.0)]
+    # Another region's logs publish into that region's CloudWatch.
+    logs_dst = log_stream(lab, DST, group, stream)
+    logs_dst.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now_ms, "message": json.dumps(docs[0])}])
+    assert emf_stat(lab, DST, "Lab/EMF", "RPO", full, "Maximum") == [(minute, 2.5)]
+    assert logs_status(lab)["extracted"][f"{DST} Lab/EMF"] == 1
+
+
+# (reason, document or raw message): none of them may be extracted. `ok` is the value member
+# every document would need; each case breaks one rule.
+def _emf_invalid_cases(now_ms: int) -> list[tuple[str, object]]:
+    def doc(reason: str, metrics=None, dims=None, ts=now_ms, namespace=None, **members):
+        base = {"M": 1.0, "D": "d"}
+        base.update(members)
+        return emf_doc(ts, namespace or f"Lab/Bad/{reason}", metrics or [{"Name": "M", "Unit": "Count"}],
+                       [["D"]] if dims is None else dims, **base)
+
+    cases: list[tuple[str, object]] = [
+        ("value_missing", {k: v for k, v in doc("value_missing").items() if k != "M"}),
+        ("value_not_numeric", doc("value_not_numeric", M="1.5")),
+        ("value_not_numeric", doc("value_not_numeric", M=True)),
+        ("value_not_numeric", doc("value_not_numeric", M=None)),
+        ("value_not_numeric", doc("value_not_numeric", M=[1, "2"])),
+        ("too_many_values", doc("too_many_values", M=list(range(101)))),
+        ("too_many_values", doc("too_many_values", M={"Values": list(range(101)), "Counts": [1] * 101})),
+        ("histogram_invalid", doc("histogram_invalid", M={"Values": [1, 2], "Counts": [1]})),
+        ("histogram_invalid", doc("histogram_invalid", M={"Values": [1], "Counts": [-1]})),
+        ("histogram_invalid", doc("histogram_invalid", M={"Values": [1], "Counts": [1], "Max": "x"})),
+        ("dimension_missing", {k: v for k, v in doc("dimension_missing").items() if k != "D"}),
+        ("dimension_not_string", doc("dimension_not_string", D=5)),
+        ("dimension_not_string", doc("dimension_not_string", D=None)),
+        ("dimension_value_invalid", doc("dimension_value_invalid", D="")),
+        ("too_many_dimensions", doc("too_many_dimensions", dims=[[f"D{i}" for i in range(31)]], **{f"D{i}": "v" for i in range(31)})),
+        ("dimensions_invalid", doc("dimensions_invalid", dims="D")),
+        ("dimensions_invalid", doc("dimensions_invalid", dims=[["D", "D"]])),
+        ("too_many_metrics", doc("too_many_metrics", metrics=[{"Name": f"M{i}"} for i in range(101)], **{f"M{i}": 1 for i in range(101)})),
+        ("metrics_invalid", doc("metrics_invalid", metrics=[{"Unit": "Count"}])),
+        ("unit_invalid", doc("unit_invalid", metrics=[{"Name": "M", "Unit": "Secs"}])),
+        ("storage_resolution_invalid", doc("storage_resolution_invalid", metrics=[{"Name": "M", "StorageResolution": 30}])),
+        ("timestamp_invalid", doc("timestamp_invalid", ts="now")),
+        ("timestamp_invalid", doc("timestamp_invalid", ts=-5)),
+        ("timestamp_too_old", doc("timestamp_too_old", ts=now_ms - 15 * 86400 * 1000)),
+        ("timestamp_too_new", doc("timestamp_too_new", ts=now_ms + 3 * 3600 * 1000)),
+        ("namespace_reserved", doc("namespace_reserved", namespace="AWS/Lab")),
+        ("namespace_invalid", doc("namespace_invalid", namespace="x" * 256)),
+        ("aws_not_object", {"_aws": ["Lab/Bad/aws_not_object"], "M": 1}),
+        ("directives_invalid", {"_aws": {"Timestamp": now_ms, "CloudWatchMetrics": {"Namespace": "Lab/Bad/directives_invalid"}}, "M": 1}),
+        ("invalid_json", '{"_aws": {"Timestamp": %d, "CloudWatchMetrics": [' % now_ms),
+    ]
+    missing_ts = doc("timestamp_missing")
+    del missing_ts["_aws"]["Timestamp"]
+    cases.append(("timestamp_missing", missing_ts))
+    return cases
+
+
+# Reasons a schema cannot see: the value/dimension members (tests/emf/README.md, cross-member rules).
+_CROSS_MEMBER = {"value_missing", "value_not_numeric", "too_many_values", "histogram_invalid",
+                 "dimension_missing", "dimension_not_string", "dimension_value_invalid",
+                 "timestamp_too_old", "timestamp_too_new"}
+
+
+@test
+def logs_emf_invalid_documents_not_extracted(lab: Lab) -> None:
+    group, stream = "/emf/invalid", "s"
+    logs = log_stream(lab, SRC, group, stream)
+    now_ms = int(time.time() * 1000)
+    cases = _emf_invalid_cases(now_ms)
+    # The schema refuses every case it can see; the others are the tests' code's to check.
+    for reason, d in cases:
+        if reason == "invalid_json":
+            continue
+        errors = emf_schema_errors(d)
+        assert bool(errors) == (reason not in _CROSS_MEMBER), (reason, errors, d)
+    good = emf_doc(now_ms, "Lab/Good", [{"Name": "M", "Unit": "Count"}], [["D"]], M=1, D="d")
+    messages = [d if isinstance(d, str) else json.dumps(d) for _, d in cases]
+    before = logs_status(lab)
+    # One batch: an invalid document does not stop the valid one beside it.
+    logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+        {"timestamp": now_ms, "message": m} for m in [*messages, json.dumps(good)]])
+    after = logs_status(lab)
+    want: dict[str, int] = {}
+    for reason, _ in cases:
+        want[reason] = want.get(reason, 0) + 1
+    got = {r: n - before["rejected"].get(r, 0) for r, n in after["rejected"].items() if n - before["rejected"].get(r, 0)}
+    assert got == want, (got, want)
+    assert after["documents_rejected"] - before["documents_rejected"] == len(cases)
+    assert after["documents_extracted"] - before["documents_extracted"] == 1
+    assert emf_stat(lab, SRC, "Lab/Good", "M", {"D": "d"}, "Sum") == [(now_ms // 60000 * 60, 1.0)]
+    # Nothing of the invalid ones is in CloudWatch; they stay plain log events.
+    cw = lab.client("cloudwatch", SRC)
+    listed = {m["Namespace"] for m in cw.list_metrics()["Metrics"]}
+    assert not any(ns.startswith("Lab/Bad/") or ns == "AWS/Lab" for ns in listed), sorted(listed)
+    assert [e["message"] for e in stream_messages(logs, group, stream)] == [*messages, json.dumps(good)]
+    # AWS's own account: AWS/Logs EMFValidationErrors / EMFParsingErrors {LogGroupName}.
+    # (stamped when ingested: summed over the buckets, in case that was a minute boundary)
+    assert sum(v for _, v in emf_stat(lab, SRC, "AWS/Logs", "EMFValidationErrors", {"LogGroupName": group}, "Sum")) == len(cases) - 1
+    assert sum(v for _, v in emf_stat(lab, SRC, "AWS/Logs", "EMFParsingErrors", {"LogGroupName": group}, "Sum")) == 1
+    # Each is logged with its reason.
+    text = Path(lab.env["LAB_AWS_LOG"]).read_text()
+    for reason in want:
+        assert f"EMF not extracted ({reason}) from {group}" in text, reason
+    # A failing extraction never fails PutLogEvents: a batch of only invalid events is stored.
+    answer = logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": now_ms, "message": messages[0]}])
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+@test
+def logs_awslogs_batches_and_splits(lab: Lab) -> None:
+    # The forwarder's batching rules, as the awslogs driver's (no lab needed).
+    import awslogs_forwarder as fw
+
+    batch = fw.Batch()
+    for i in range(fw.MAX_EVENTS_PER_PUT):
+        assert batch.fits("x")
+        batch.add(1000 - i % 3, "x")
+    assert not batch.fits("x")  # 10 000 events at most
+    events = batch.take()
+    assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)  # timestamp order
+    assert batch.events == [] and batch.bytes == 0
+    big = "y" * 250_000
+    for _ in range(4):
+        batch.add(1, big)
+    assert batch.bytes == 4 * (250_000 + 26) and not batch.fits(big)  # 1 MiB with 26 bytes per event
+    assert batch.fits("y" * (fw.MAX_BYTES_PER_PUT - batch.bytes - 26)) and not batch.fits("y" * (fw.MAX_BYTES_PER_PUT - batch.bytes - 25))
+    # Lines over 262 118 bytes are split between characters, each piece at most that long.
+    line = "é" * 200_000  # 400 000 bytes
+    pieces = fw.split_line(line)
+    assert "".join(pieces) == line and [len(p.encode()) for p in pieces] == [262_118, 400_000 - 262_118]
+    odd = "a" + "€" * 100_000  # 1 + 300 000 bytes: the cut falls inside no character
+    pieces = fw.split_line(odd)
+    assert "".join(pieces) == odd and all(len(p.encode()) <= fw.MAX_BYTES_PER_EVENT for p in pieces)
+    assert len(pieces[0].encode()) == 262_117
+    assert fw.split_line("") == [] and fw.split_line("short") == ["short"]
+
+
+@test
+def logs_awslogs_forwarder_end_to_end(lab: Lab) -> None:
+    group, stream = "/ecs/rpo-agent", "e2e"
+    tee = lab.dir / "awslogs-tee.txt"
+    proc = subprocess.Popen(
+        [*LAB, "awslogs", "--dir", str(lab.dir), "--group", group, "--stream", stream, "--region", SRC, "--tee", str(tee)],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    logs = lab.client("logs", SRC)
+    minute = int(time.time() // 60) * 60 - 60
+    ts = (minute + 30) * 1000
+    metrics = [{"Name": "RPO", "Unit": "Seconds"}, {"Name": "ReplicationLag", "Unit": "Seconds"}, {"Name": "CanariesLost", "Unit": "Count"}]
+    dims = [["Target", "ReplicaRegion"]]
+    doc1 = emf_doc(ts, "Lab/Forwarded", metrics, dims, Target="t", ReplicaRegion=DST, RPO=1.5, CanariesLost=1,
+                   ReplicationLag={"Values": [0.2, 0.5], "Counts": [9, 1], "Max": 0.5, "Min": 0.2, "Count": 10, "Sum": 2.3})
+    doc2 = emf_doc(ts, "Lab/Forwarded", metrics, dims, Target="t", ReplicaRegion=DST, RPO=3.0, CanariesLost=2,
+                   ReplicationLag={"Values": [0.3], "Counts": [10], "Max": 0.3, "Min": 0.3, "Count": 10, "Sum": 3.0})
+    big = "z" * 300_000
+    written = ["starting", json.dumps(doc1)]
+    try:
+        for line in written:
+            proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        # Flushed within the second, before EOF (the driver sends on a timer).
+        def arrived() -> bool:
+            try:
+                return len(stream_messages(logs, group, stream)) == 2
+            except ClientError:  # the forwarder has not created the group/stream yet
+                return False
+
+        wait_for(arrived, 4, "the first lines in CloudWatch Logs before EOF")
+        assert proc.poll() is None
+        more = [json.dumps(doc2), "", big, "the end"]
+        for line in more:
+            proc.stdin.write(line + "\n")
+        written += more
+        proc.stdin.close()
+        rc = proc.wait(15)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, (rc, err)
+    assert "6 event(s)" in err, err
+    events = stream_messages(logs, group, stream)
+    # One event per line, no event for the empty line, the 300 000-byte line in two, in order.
+    assert [e["message"] for e in events] == ["starting", json.dumps(doc1), json.dumps(doc2), big[:262_118], big[262_118:], "the end"], \
+        [e["message"][:40] for e in events]
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps) and stamps[3] == stamps[4], stamps
+    assert tee.read_text() == "".join(l + "\n" for l in written)
+    full = {"Target": "t", "ReplicaRegion": DST}
+    assert emf_stat(lab, SRC, "Lab/Forwarded", "RPO", full, "Maximum") == [(minute, 3.0)]
+    assert emf_stat(lab, SRC, "Lab/Forwarded", "CanariesLost", full, "Sum") == [(minute, 3.0)]
+    assert emf_stat(lab, SRC, "Lab/Forwarded", "ReplicationLag", full, "SampleCount") == [(minute, 20.0)]
+    assert emf_stat(lab, SRC, "Lab/Forwarded", "ReplicationLag", full, "p90") == [(minute, 0.3)]
+    assert emf_stat(lab, SRC, "Lab/Forwarded", "ReplicationLag", full, "p99") == [(minute, 0.5)]
+    # An existing group and stream are reused; a lab that is not there is exit status 2.
+    again = subprocess.run([*LAB, "awslogs", "--dir", str(lab.dir), "--group", group, "--stream", stream],
+                           input="once more\n", capture_output=True, text=True, timeout=15)
+    assert again.returncode == 0, again.stderr
+    assert stream_messages(logs, group, stream)[-1]["message"] == "once more"
+    nolab = subprocess.run([*LAB, "awslogs", "--dir", str(lab.dir / "nowhere"), "--group", group, "--stream", stream],
+                           input="", capture_output=True, text=True, timeout=15)
+    assert nolab.returncode == 2 and "no lab" in nolab.stderr, nolab
+
+
 # ---- process faults (last: a restart loses data items) ---------------------------------------
 
 @test
