@@ -1191,6 +1191,33 @@ def logs_awslogs_forwarder_end_to_end(lab: Lab) -> None:
     assert nolab.returncode == 2 and "no lab" in nolab.stderr, nolab
 
 
+@test
+def logs_awslogs_recreates_a_deleted_stream(lab: Lab) -> None:
+    group, stream = "/ecs/rpo-agent", "recreated"
+    proc = subprocess.Popen([*LAB, "awslogs", "--dir", str(lab.dir), "--group", group, "--stream", stream, "--flush-interval", "200ms"],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = lab.client("logs", SRC)
+
+    def messages() -> list[str]:
+        try:
+            return [e["message"] for e in stream_messages(logs, group, stream)]
+        except ClientError:
+            return []
+
+    try:
+        proc.stdin.write("first\n")
+        proc.stdin.flush()
+        wait_for(lambda: messages() == ["first"], 3, "the first line")
+        logs.delete_log_stream(logGroupName=group, logStreamName=stream)
+        proc.stdin.write("second\n")
+        proc.stdin.close()
+        assert proc.wait(15) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert messages() == ["second"]
+
+
 # ---- process faults (last: a restart loses data items) ---------------------------------------
 
 @test
@@ -1198,6 +1225,7 @@ def aws_kill_and_start_keeps_tables_and_buckets(lab: Lab) -> None:
     global_table(lab, "t-restart")
     lab.fault("dynamodb", "delay", "250ms", "--table", "t-restart")
     lab.fault("s3", "delay", "0s", "--bucket", "s3-src-ok")
+    log_stream(lab, SRC, "/restart", "s")
     lab.fault("aws", "region-down", "eu-west-1", "--refuse")
     lab.fault("aws", "kill")
     lab.fault("aws", "region-down", "us-west-2", "--refuse")  # while killed: into aws-faults.json
@@ -1232,6 +1260,9 @@ def aws_kill_and_start_keeps_tables_and_buckets(lab: Lab) -> None:
     s3src.put_object(Bucket="s3-src-ok", Key="rpo-canary/after-restart", Body=b"r")
     wait_for(lambda: head_status(s3dst, "s3-dst-ok", "rpo-canary/after-restart") == "REPLICA", 2, "S3 replication after restart")
     assert raw_s3(lab, "HEAD", "/s3-src-ok", DST)[0] == 400
+    # Log groups and streams are back too (their events are not, as items and objects).
+    streams = lab.client("logs", SRC).describe_log_streams(logGroupName="/restart")["logStreams"]
+    assert [st["logStreamName"] for st in streams] == ["s"], streams
 
 
 def main(argv: list[str]) -> int:
