@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use rpo_integration_tests::monitoring::unix_now;
 use rpo_integration_tests::{agent_bin, rt, Agent, Lab};
 
+mod dynamodb_emf;
+
 const SRC: &str = "ap-northeast-1";
 const DST: &str = "ap-northeast-3";
 

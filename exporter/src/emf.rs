@@ -213,8 +213,19 @@ impl Window {
 
 impl Period {
     /// Lag values as EMF wants them: (values, counts), sorted by value.
+    /// Rounding may put the outer bins past the exact extremes; they are
+    /// clamped to [Min, Max], so the histogram agrees with its own members.
     pub fn lag_bins(&self) -> (Vec<f64>, Vec<u64>) {
-        self.lags.bins.iter().copied().unzip()
+        let l = &self.lags;
+        let mut out: Vec<(f64, u64)> = Vec::with_capacity(l.bins.len());
+        for &(b, n) in &l.bins {
+            let b = b.clamp(l.min, l.max);
+            match out.last_mut() {
+                Some((last, m)) if *last == b => *m += n,
+                _ => out.push((b, n)),
+            }
+        }
+        out.into_iter().unzip()
     }
 
     pub fn lag_count(&self) -> u64 {
@@ -279,7 +290,12 @@ pub fn document(
     let dimension_sets: Vec<Vec<&str>> = settings
         .dimensions
         .iter()
-        .map(|set| set.iter().take(MAX_DIMENSIONS).map(|d| d.as_str()).collect())
+        .map(|set| {
+            set.iter()
+                .take(MAX_DIMENSIONS)
+                .map(|d| d.as_str())
+                .collect()
+        })
         .collect();
     // Every label is a top-level member: the dimensions' values, and the
     // others as properties that Logs Insights can search.
@@ -355,6 +371,7 @@ mod tests {
         assert_eq!(values.len(), counts.len());
         assert_eq!(counts.iter().sum::<u64>(), 5000);
         assert!(values.windows(2).all(|w| w[0] < w[1]));
+        assert!(values[0] >= p.lags.min && values[values.len() - 1] <= p.lags.max);
         assert!((p.lags.sum - sum).abs() < 1e-9);
         assert_eq!(p.lags.min, 0.001);
     }
@@ -366,7 +383,8 @@ mod tests {
             w.lag(v);
         }
         let p = w.take().unwrap();
-        assert_eq!(p.lag_bins(), (vec![0.3123, 0.3124, 0.7], vec![1, 1, 1]));
+        // 0.31234 rounds below the minimum: clamped to it.
+        assert_eq!(p.lag_bins(), (vec![0.31234, 0.3124, 0.7], vec![1, 1, 1]));
     }
 
     #[test]
@@ -384,7 +402,10 @@ mod tests {
         assert_eq!(aws["Timestamp"], 1_700_000_000_000u64);
         let d = &aws["CloudWatchMetrics"][0];
         assert_eq!(d["Namespace"], "RPOAgent");
-        assert_eq!(d["Dimensions"], serde_json::json!([["Target", "ReplicaRegion"]]));
+        assert_eq!(
+            d["Dimensions"],
+            serde_json::json!([["Target", "ReplicaRegion"]])
+        );
         let names: Vec<&str> = d["Metrics"]
             .as_array()
             .unwrap()
@@ -393,7 +414,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["RPO", "RPOUpperBound", "ReplicationLag", "CanariesLost", "CanariesFailed", "ProbeUp"]
+            [
+                "RPO",
+                "RPOUpperBound",
+                "ReplicationLag",
+                "CanariesLost",
+                "CanariesFailed",
+                "ProbeUp"
+            ]
         );
         for m in d["Metrics"].as_array().unwrap() {
             assert_eq!(m["StorageResolution"], 1);
@@ -420,9 +448,14 @@ mod tests {
         let p = w.take().unwrap();
         let line = document(&settings(60), &labels(), 60.0, &p, 0).unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
-        let metrics = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().clone();
+        let metrics = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert!(metrics.iter().all(|m| m.get("StorageResolution").is_none()));
-        assert!(metrics.iter().all(|m| m["Name"] != "RPO" && m["Name"] != "ReplicationLag"));
+        assert!(metrics
+            .iter()
+            .all(|m| m["Name"] != "RPO" && m["Name"] != "ReplicationLag"));
         assert!(v.get("RPO").is_none());
         assert_eq!(v["ProbeUp"], 0);
     }

@@ -21,6 +21,15 @@ impl Agent {
     /// Starts the agent with `config` (TOML; `listen` should be
     /// "127.0.0.1:0") and `env` added to its environment.
     pub fn start(config: &str, env: &std::collections::HashMap<String, String>) -> Agent {
+        Agent::start_with_stdout(config, env, Stdio::null())
+    }
+
+    /// As `start`, with the agent's stdout (EMF documents) going to `stdout`.
+    pub fn start_with_stdout(
+        config: &str,
+        env: &std::collections::HashMap<String, String>,
+        stdout: Stdio,
+    ) -> Agent {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(config.as_bytes()).unwrap();
         let mut child = Command::new(super::agent_bin())
@@ -28,7 +37,7 @@ impl Agent {
             .arg(file.path())
             .envs(env)
             .env("RPO_LOG", "warn,rpo_agent=debug,rpo_exporter=info")
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start rpo-agent");
