@@ -119,7 +119,11 @@ impl Sink {
         }
     }
 
-    async fn udp(&mut self, addr: &str, lines: Vec<String>) -> Result<Outcome, (Outcome, io::Error)> {
+    async fn udp(
+        &mut self,
+        addr: &str,
+        lines: Vec<String>,
+    ) -> Result<Outcome, (Outcome, io::Error)> {
         let mut o = Outcome::default();
         let mut last_err = None;
         for l in lines {
@@ -150,14 +154,20 @@ impl Sink {
         }
     }
 
-    async fn tcp(&mut self, addr: &str, lines: Vec<String>) -> Result<Outcome, (Outcome, io::Error)> {
+    async fn tcp(
+        &mut self,
+        addr: &str,
+        lines: Vec<String>,
+    ) -> Result<Outcome, (Outcome, io::Error)> {
         let mut o = Outcome::default();
         for l in lines {
             self.backlog_bytes += l.len() + 1;
             self.backlog.push_back(l);
         }
         while self.backlog_bytes > MAX_BACKLOG_BYTES {
-            let Some(old) = self.backlog.pop_front() else { break };
+            let Some(old) = self.backlog.pop_front() else {
+                break;
+            };
             self.backlog_bytes -= old.len() + 1;
             o.dropped += 1;
         }
@@ -205,7 +215,11 @@ async fn connect_udp(addr: &str) -> io::Result<UdpSocket> {
         .await?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let local = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let local = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let s = UdpSocket::bind(local).await?;
     s.connect(target).await?;
     Ok(s)
@@ -241,7 +255,9 @@ mod tests {
         let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = rx.local_addr().unwrap().to_string();
         let mut sink = Sink::new(Destination::Udp(addr));
-        let o = sink.write(vec!["{\"a\":1}".into(), "{\"b\":2}".into()]).await;
+        let o = sink
+            .write(vec!["{\"a\":1}".into(), "{\"b\":2}".into()])
+            .await;
         assert_eq!(o.written, 2);
         let mut buf = [0u8; 64];
         let n = rx.recv(&mut buf).await.unwrap();

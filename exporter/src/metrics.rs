@@ -192,8 +192,12 @@ impl Metrics {
     /// Counts EMF documents by outcome (`written`, `dropped`); both
     /// series exist from the first call so `rate()` sees the zero.
     pub fn emf_documents(&self, written: u64, dropped: u64) {
-        self.emf_documents.with_label_values(&["written"]).inc_by(written);
-        self.emf_documents.with_label_values(&["dropped"]).inc_by(dropped);
+        self.emf_documents
+            .with_label_values(&["written"])
+            .inc_by(written);
+        self.emf_documents
+            .with_label_values(&["dropped"])
+            .inc_by(dropped);
     }
 
     /// Whether the fleet is measuring without its lease table.

@@ -29,9 +29,9 @@ pub(super) fn emf(cx: &Ctx, sp: &Spanned<RawEmf>) -> Result<EmfConfig, ConfigErr
             let valid = !ns.is_empty()
                 && ns.len() <= 255
                 && !ns.starts_with("AWS/")
-                && ns.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || ".-_/#:".contains(c)
-                });
+                && ns
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_/#:".contains(c));
             if !valid {
                 return Err(cx.err_at(
                     Some(v.span().start),
@@ -90,9 +90,9 @@ fn destination(cx: &Ctx, v: &Spanned<String>) -> Result<EmfTo, ConfigError> {
     let (scheme, rest) = text
         .split_once("://")
         .ok_or_else(|| bad(format!("`{text}` is not a destination")))?;
-    let valid_addr = rest
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0));
+    let valid_addr = rest.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
     if !valid_addr {
         return Err(bad(format!("`{rest}` is not HOST:PORT")));
     }

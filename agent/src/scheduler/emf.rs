@@ -64,7 +64,13 @@ pub async fn run(
     }
 }
 
-async fn write(runs: &[Arc<RouteRun>], settings: &Settings, start_ms: u64, sink: &mut Sink, metrics: &Metrics) {
+async fn write(
+    runs: &[Arc<RouteRun>],
+    settings: &Settings,
+    start_ms: u64,
+    sink: &mut Sink,
+    metrics: &Metrics,
+) {
     let mut lines = Vec::new();
     let mut too_large = 0;
     for run in runs {

@@ -146,7 +146,8 @@ pub async fn run(
     }
     let refresher = tokio::spawn(refresh_loop(runs.clone(), board.clone()));
     let (flush_emf, flush) = tokio::sync::oneshot::channel();
-    let emf_task = emf.map(|plan| tokio::spawn(emf::run(runs.clone(), plan, metrics.clone(), flush)));
+    let emf_task =
+        emf.map(|plan| tokio::spawn(emf::run(runs.clone(), plan, metrics.clone(), flush)));
     while let Some(res) = tasks.join_next().await {
         if let Err(e) = res {
             tracing::error!("a probe task failed: {e}");

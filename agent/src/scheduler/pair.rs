@@ -125,9 +125,19 @@ impl PairState {
     /// `[emf]`: closes the pair's period and writes its document. None:
     /// nothing was seen (standing by in a fleet), or no EMF; `Err`: the
     /// document would be over the line limit and is not written.
-    pub fn take_emf(&mut self, settings: &emf::Settings, timestamp_ms: u64) -> Option<Result<String, ()>> {
+    pub fn take_emf(
+        &mut self,
+        settings: &emf::Settings,
+        timestamp_ms: u64,
+    ) -> Option<Result<String, ()>> {
         let period = self.emf.as_mut()?.take()?;
-        let doc = emf::document(settings, &self.labels, self.status.objective_seconds, &period, timestamp_ms);
+        let doc = emf::document(
+            settings,
+            &self.labels,
+            self.status.objective_seconds,
+            &period,
+            timestamp_ms,
+        );
         if doc.is_none() {
             warn!(target = %self.labels.target, replica_region = %self.labels.replica_region,
                 "EMF document over the line limit: not written (shorten the target's name)");
