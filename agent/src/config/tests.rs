@@ -292,3 +292,74 @@ fn every_bad_fleet_names_its_key_and_line() {
         }
     }
 }
+
+fn with_emf(emf: &str) -> Result<Config, ConfigError> {
+    parse_str(&format!("{GOOD}\n[emf]\n{emf}"))
+}
+
+#[test]
+fn emf_gets_its_defaults_and_takes_every_destination() {
+    let c = with_emf("").unwrap().emf.unwrap();
+    assert_eq!(c.to, EmfTo::Stdout);
+    assert_eq!(c.namespace, "RPOAgent");
+    assert_eq!(c.every, Duration::from_secs(60));
+    assert_eq!(c.storage_resolution, 60);
+    assert_eq!(
+        c.dimensions,
+        vec![vec![EmfDimension::Target, EmfDimension::ReplicaRegion]]
+    );
+    let c = with_emf(
+        "to = \"tcp://127.0.0.1:25888\"\nevery = \"1s\"\nstorage_resolution = 1\ndimensions = [[\"Target\", \"ReplicaRegion\"], [\"Kind\"]]\n",
+    )
+    .unwrap()
+    .emf
+    .unwrap();
+    assert_eq!(c.to, EmfTo::Tcp("127.0.0.1:25888".into()));
+    assert_eq!(c.every, Duration::from_secs(1));
+    assert_eq!(c.storage_resolution, 1);
+    assert_eq!(c.dimensions.len(), 2);
+    let c = with_emf("to = \"udp://cwagent:25888\"\n").unwrap().emf.unwrap();
+    assert_eq!(c.to, EmfTo::Udp("cwagent:25888".into()));
+    assert!(parse_str(GOOD).unwrap().emf.is_none());
+}
+
+#[test]
+fn every_bad_emf_names_its_key_and_line() {
+    let line0 = GOOD.lines().count() + 2;
+    let cases: &[(&str, &str)] = &[
+        ("to = \"stderr\"", "emf.to"),
+        ("to = \"http://127.0.0.1:25888\"", "emf.to"),
+        ("to = \"tcp://127.0.0.1\"", "emf.to"),
+        ("to = \"udp://:25888\"", "emf.to"),
+        ("namespace = \"AWS/DynamoDB\"", "emf.namespace"),
+        ("namespace = \"\"", "emf.namespace"),
+        ("every = \"500ms\"", "emf.every"),
+        ("every = \"1500ms\"", "emf.every"),
+        ("every = \"soon\"", "emf.every"),
+        ("storage_resolution = 10", "emf.storage_resolution"),
+        ("dimensions = [[\"Table\"]]", "emf.dimensions"),
+        ("dimensions = [[\"Target\", \"Target\"]]", "emf.dimensions"),
+        ("dimensions = [[]]", "emf.dimensions"),
+        ("dimensions = []", "emf.dimensions"),
+        ("dimensions = [[\"Target\"], [\"Target\"]]", "emf.dimensions"),
+        ("namspace = \"RPOAgent\"", "namspace"),
+    ];
+    for (text, key) in cases {
+        let err = with_emf(&format!("{text}\n")).unwrap_err();
+        assert_eq!(err.key, *key, "{text}: {err}");
+        assert!(!err.fix.is_empty(), "{err}");
+        assert_eq!(err.line, Some(line0 + 1), "{text}: {err}");
+    }
+}
+
+#[test]
+fn an_empty_web_config_path_is_an_error() {
+    let text = GOOD.replacen("[agent]\n", "[agent]\nweb_config = \" \"\n", 1);
+    let err = parse_str(&text).unwrap_err();
+    assert_eq!(err.key, "agent.web_config", "{err}");
+    let text = GOOD.replacen("[agent]\n", "[agent]\nweb_config = \"/etc/rpo-agent/web.yml\"\n", 1);
+    assert_eq!(
+        parse_str(&text).unwrap().agent.web_config,
+        Some(std::path::PathBuf::from("/etc/rpo-agent/web.yml"))
+    );
+}
