@@ -67,6 +67,9 @@ def warm_up(agent, n, timeout):
 def measure(a, lab, label, n, targets, interval_s, log):
     """One agent run: warm-up, then the steady window. Returns a result dict."""
     extra = f'aws_reported_every = "{a.aws_reported_every}"\n'
+    if a.emf:
+        # EMF documents to stdout (the bench's agent writes stdout to /dev/null, as cheap as a pipe).
+        extra += f'\n[emf]\nto = "stdout"\nevery = "{a.emf}"\n'
     agent = bl.Agent.start(a.agent, targets, lab, log, agent_id="scale", extra_agent=extra)
     lab_pid = lab.server_pid()
     try:
@@ -144,6 +147,8 @@ def main():
     ap.add_argument("--aws-reported-every", default="1m",
                     help='[agent] aws_reported_every ("off": no CloudWatch reads, e.g. to take the lab\'s CloudWatch out of a run)')
     ap.add_argument("--delay", default="200ms", help="injected replication delay")
+    ap.add_argument("--emf", default="", metavar="EVERY",
+                    help='also write CloudWatch EMF documents every EVERY ("60s"; default: no [emf])')
     ap.add_argument("--scrape-every", type=float, default=15,
                     help="scrape /metrics this often during the window, as Prometheus would (0: never); "
                          "the scrapes' CPU and memory count in the figures")
