@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::config::FleetConfig;
+use crate::config::{EmfConfig, EmfTo, FleetConfig};
 use crate::fleet::lease::LeaseTable;
 use crate::probe::{Finding, Roles};
 use crate::route::Route;
@@ -90,8 +90,6 @@ async fn one_route(route: &Route) -> Vec<Finding> {
     out
 }
 
-/// Renders the lines: `✓ target: what`, and for a problem `✗ target: what`
-/// followed by the problem and its fix, indented.
 /// The fleet's lease table: it exists, with the key the leases need.
 pub async fn fleet_line(table: &LeaseTable, f: &FleetConfig) -> Line {
     let what = format!("fleet {}: lease table {} in {}", f.name, f.table, f.region);
@@ -106,6 +104,46 @@ pub async fn fleet_line(table: &LeaseTable, f: &FleetConfig) -> Line {
     }
 }
 
+/// `[emf]`: where the documents go. A TCP listener (the CloudWatch agent)
+/// must accept a connection; a UDP address must resolve (UDP cannot say
+/// more); stdout needs nothing but a log driver that ships it.
+pub async fn emf_line(e: &EmfConfig) -> Line {
+    let line = |finding| Line {
+        target: "[emf]".to_string(),
+        finding,
+    };
+    let fix = "start the CloudWatch agent with its EMF listener (\"logs\": {\"metrics_collected\": {\"emf\": {}}}, port 25888), or change [emf] to";
+    match &e.to {
+        EmfTo::Stdout => line(Finding::ok(
+            "EMF documents go to stdout (the awslogs log driver ships them to CloudWatch Logs)",
+        )),
+        EmfTo::Tcp(addr) => {
+            let what = format!("EMF destination tcp://{addr} accepts connections");
+            let connect = tokio::net::TcpStream::connect(addr.as_str());
+            match tokio::time::timeout(EMF_CONNECT_TIMEOUT, connect).await {
+                Ok(Ok(_)) => line(Finding::ok(what)),
+                Ok(Err(err)) => line(Finding::problem(what, format!("{err}; {fix}"))),
+                Err(_) => line(Finding::problem(
+                    what,
+                    format!("no answer within {EMF_CONNECT_TIMEOUT:?}; {fix}"),
+                )),
+            }
+        }
+        EmfTo::Udp(addr) => {
+            let what = format!("EMF destination udp://{addr} resolves");
+            match tokio::net::lookup_host(addr.as_str()).await.map(|mut a| a.next()) {
+                Ok(Some(_)) => line(Finding::ok(what)),
+                Ok(None) => line(Finding::problem(what, format!("no address; {fix}"))),
+                Err(err) => line(Finding::problem(what, format!("{err}; {fix}"))),
+            }
+        }
+    }
+}
+
+const EMF_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Renders the lines: `✓ target: what`, and for a problem `✗ target: what`
+/// followed by the problem and its fix, indented.
 pub fn render(lines: &[Line]) -> String {
     let mut out = String::new();
     for l in lines {
@@ -129,6 +167,26 @@ pub fn render(lines: &[Line]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_emf_listener_that_is_not_there_is_a_problem_with_its_fix() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let cfg = |to| EmfConfig {
+            to,
+            namespace: "RPOAgent".into(),
+            every: std::time::Duration::from_secs(60),
+            storage_resolution: 60,
+            dimensions: vec![],
+        };
+        assert!(emf_line(&cfg(EmfTo::Tcp(addr.clone()))).await.ok());
+        drop(l);
+        let bad = emf_line(&cfg(EmfTo::Tcp(addr))).await;
+        assert!(!bad.ok());
+        assert!(bad.finding.problem.unwrap().contains("CloudWatch agent"));
+        assert!(emf_line(&cfg(EmfTo::Stdout)).await.ok());
+        assert!(emf_line(&cfg(EmfTo::Udp("127.0.0.1:25888".into()))).await.ok());
+    }
 
     #[test]
     fn problems_are_marked_and_followed_by_their_fix() {
