@@ -8,6 +8,7 @@
 //! monotonic clock.
 
 pub mod agent_id;
+pub mod alarms;
 pub mod aws;
 pub mod canary;
 pub mod check;

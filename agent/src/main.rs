@@ -78,6 +78,16 @@ enum Command {
     },
     /// Write an RPO report (attainment, episodes, failovers, lag) from Prometheus.
     Report(ReportArgs),
+    /// Write CloudWatch alarms and a dashboard for the [emf] metrics as a
+    /// CloudFormation template (no network).
+    Alarms {
+        /// TOML configuration file; without it, $RPO_AGENT_CONFIG holds the text.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Write the template here (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Ask a running agent's /healthz (for container health checks).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
@@ -220,6 +230,39 @@ async fn run_report(a: ReportArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `rpo-agent alarms`: a configuration without `[emf]` (or without its
+/// Target/ReplicaRegion set) is a configuration problem, exit 2.
+fn write_alarms(
+    cfg: &Config,
+    path: Option<&std::path::Path>,
+    out: Option<&std::path::Path>,
+) -> ExitCode {
+    let text = match rpo_agent::alarms::render(cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            let origin = match path {
+                Some(p) => config::Origin::File(p.display().to_string()),
+                None => config::Origin::Env(config::CONFIG_ENV),
+            };
+            eprintln!(
+                "rpo-agent: invalid configuration\n{}",
+                e.config_error(&origin)
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match out {
+        Some(p) => {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("rpo-agent alarms: --out {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{text}"),
+    }
+    ExitCode::SUCCESS
+}
+
 fn init_logs(format: LogFormat, command: &Command) {
     // `check` prints every finding itself: its logs would say it twice.
     let level = if matches!(command, Command::Check { .. }) {
@@ -304,6 +347,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             },
             Command::Report(args) => return run_report(args).await,
+            Command::Alarms { config, out } => match load(config.as_deref()) {
+                Ok(c) => return write_alarms(&c, config.as_deref(), out.as_deref()),
+                Err(code) => return code,
+            },
             Command::Healthcheck { url } => {
                 match rpo_exporter::healthcheck::check(&url, Duration::from_secs(3)).await {
                     Ok(()) => Ok(ExitCode::SUCCESS),
