@@ -163,18 +163,23 @@ pub fn pairs(cfg: &Config) -> Vec<Pair> {
 ///   standard metrics have one datapoint a minute, so their alarms use
 ///   multiples of 60 s. A period shorter than `every` would see empty
 ///   periods between documents, and empty periods breach (below).
-/// * `rpo_periods`: the RPO alarm fires on 1 breaching period of 60 s or
-///   more, and on 2 consecutive ones of 10/30 s. `RPO` already integrates
-///   time (it exceeds the objective only after the replica has missed
-///   data for that long, and it is the period's maximum, so a short breach
-///   is not averaged away): waiting longer only adds delay on top of the
-///   objective. Two short periods mean that one document delivered late
-///   (awslogs batches for seconds, extraction adds a few) cannot page,
-///   as the Prometheus rule's `for: 5s` (two evaluations) does.
+/// * `rpo_periods`: 2 consecutive breaching periods. `RPO` already
+///   integrates time (it exceeds the objective only after the replica has
+///   missed data for that long, it keeps rising during a stall, and it is the
+///   period's maximum, so a short breach is not averaged away): the second
+///   period adds at most one period on top of the objective. One period
+///   would page at every agent start: the partial period the agent starts
+///   in has no `RPO` yet (nothing measured), and missing is breaching (seen
+///   on the lab: the first document of a run carries no `RPO`). It also
+///   keeps one document delivered late (awslogs batches for seconds,
+///   extraction adds a few) from paging, as the Prometheus rule's `for: 5s`
+///   (two evaluations) does.
 /// * `probe_periods`: `ProbeUp` is 0 when the probe was down at any moment
-///   of the period; the alarm needs it in at least 2 consecutive periods
-///   spanning 60 s or more, as the Prometheus rule's `for: 1m` does: one
-///   restart or credential refresh does not page.
+///   of the period, and a start shows 0 in up to two periods (the partial
+///   one it starts in, and the one in which the probes are prepared: seen
+///   on the lab). So at least 3 consecutive periods, and at least 60 s, as
+///   the Prometheus rule's `for: 1m` does: a restart or a credential
+///   refresh does not page.
 /// * `lost_periods`: 1. A lost canary is a discrete event the agent has
 ///   already confirmed (unseen for the target's whole timeout).
 ///
@@ -200,8 +205,8 @@ pub fn timing(emf: &EmfConfig) -> Timing {
     } else {
         every.div_ceil(60) * 60
     };
-    let rpo_periods = if period < 60 { 2 } else { 1 };
-    let probe_periods = 60u64.div_ceil(period).max(2);
+    let rpo_periods = 2;
+    let probe_periods = 60u64.div_ceil(period).max(3);
     Timing {
         period,
         rpo_periods,
@@ -1484,7 +1489,7 @@ objective = "2.5s"
                 std.probe_periods,
                 std.lost_periods
             ),
-            (60, 1, 2, 1)
+            (60, 2, 3, 1)
         );
         assert!(!std.high_resolution);
         // Standard metrics never get a high-resolution alarm.
@@ -1495,7 +1500,7 @@ objective = "2.5s"
         assert_eq!((hi.period, hi.rpo_periods, hi.probe_periods), (10, 2, 6));
         assert!(hi.high_resolution);
         let hi = t("20s", 1);
-        assert_eq!((hi.period, hi.rpo_periods, hi.probe_periods), (30, 2, 2));
+        assert_eq!((hi.period, hi.rpo_periods, hi.probe_periods), (30, 2, 3));
         assert_eq!(t("45s", 1).period, 60);
     }
 
