@@ -422,7 +422,7 @@ pub fn template(cfg: &Config) -> Result<Node, AlarmsError> {
                 ),
             ]),
         ),
-        ("Resources", Node::Map(resources.into_iter().map(|(k, v)| (k, v)).collect())),
+        ("Resources", Node::Map(resources)),
         (
             "Outputs",
             map([(
