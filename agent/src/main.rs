@@ -495,6 +495,9 @@ async fn run_check(cfg: Config, fix: bool) -> anyhow::Result<ExitCode> {
         lines = check::run(&routes).await;
         lines.extend(fleet_line().await);
     }
+    if let Some(e) = &cfg.emf {
+        lines.push(check::emf_line(e).await);
+    }
     print!("{}", check::render(&lines));
     Ok(if lines.iter().all(|l| l.ok()) {
         ExitCode::SUCCESS
