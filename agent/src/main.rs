@@ -90,8 +90,13 @@ enum Command {
     },
     /// Ask a running agent's /healthz (for container health checks).
     Healthcheck {
+        /// http:// or https:// (an agent with tls_server_config in its web_config).
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
+        /// PEM file of the CA that signed the agent's certificate (https;
+        /// default: the system's trusted roots).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -293,6 +298,18 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     })
 }
 
+/// The `[agent] web_config` file (TLS, basic auth), loaded and checked; a
+/// bad one is a configuration error (exit 2) naming the key.
+fn load_web(cfg: &Config) -> Result<Option<rpo_exporter::WebConfig>, ExitCode> {
+    let Some(path) = &cfg.agent.web_config else {
+        return Ok(None);
+    };
+    rpo_exporter::WebConfig::load(path).map(Some).map_err(|e| {
+        eprintln!("rpo-agent: invalid web configuration ([agent] web_config)\n{e}");
+        ExitCode::from(2)
+    })
+}
+
 /// jemalloc, not glibc's malloc: with 1000 targets glibc's allocator was a
 /// quarter of the agent's CPU (`malloc_consolidate`, `_int_malloc`) and kept
 /// freed memory resident in per-thread arenas (BENCHMARKS.md: 43 → 38 MiB,
@@ -324,7 +341,10 @@ fn main() -> ExitCode {
     rt.block_on(async {
         let result = match cli.command {
             Command::Run { config } => match load(config.as_deref()) {
-                Ok(c) => run(c).await,
+                Ok(c) => match load_web(&c) {
+                    Ok(web) => run(c, web).await,
+                    Err(code) => return code,
+                },
                 Err(code) => return code,
             },
             Command::Once { config, wait } => match load(config.as_deref()) {
@@ -332,7 +352,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             },
             Command::Check { config, fix } => match load(config.as_deref()) {
-                Ok(c) => run_check(c, fix).await,
+                Ok(c) => match load_web(&c) {
+                    Ok(_) => run_check(c, fix).await,
+                    Err(code) => return code,
+                },
                 Err(code) => return code,
             },
             Command::Init { config } => match load(config.as_deref()) {
@@ -341,6 +364,9 @@ fn main() -> ExitCode {
             },
             Command::Validate { config } => match load(config.as_deref()) {
                 Ok(c) => {
+                    if let Err(code) = load_web(&c) {
+                        return code;
+                    }
                     println!("configuration ok: {} target(s)", c.targets.len());
                     Ok(ExitCode::SUCCESS)
                 }
@@ -351,8 +377,10 @@ fn main() -> ExitCode {
                 Ok(c) => return write_alarms(&c, config.as_deref(), out.as_deref()),
                 Err(code) => return code,
             },
-            Command::Healthcheck { url } => {
-                match rpo_exporter::healthcheck::check(&url, Duration::from_secs(3)).await {
+            Command::Healthcheck { url, ca_file } => {
+                let ca = ca_file.as_deref();
+                match rpo_exporter::healthcheck::check_with(&url, Duration::from_secs(3), ca).await
+                {
                     Ok(()) => Ok(ExitCode::SUCCESS),
                     Err(e) => {
                         eprintln!("rpo-agent healthcheck: {e}");
@@ -369,7 +397,7 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
+async fn run(cfg: Config, web: Option<rpo_exporter::WebConfig>) -> anyhow::Result<ExitCode> {
     let id = agent_id::resolve(cfg.agent.id.as_deref()).await;
     let registry = Registry::new();
     let metrics = Metrics::new(&registry, VERSION).context("registering metrics")?;
@@ -396,10 +424,11 @@ async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
     // leases at once, so another agent writes within one interval.
     let fleet_task = fleet.map(|f| tokio::spawn(f.run(shutdown.clone())));
     let (server_stop_tx, mut server_stop) = Shutdown::new();
-    let server = tokio::spawn(rpo_exporter::server::serve(
+    let server = tokio::spawn(rpo_exporter::server::serve_with(
         listener,
         metrics.exposition(),
         board.clone(),
+        web,
         async move { server_stop.recv().await },
     ));
     let sched = tokio::spawn(scheduler::run(

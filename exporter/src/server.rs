@@ -142,14 +142,14 @@ pub async fn serve_with(
     listener: TcpListener,
     metrics: impl Into<Exposition>,
     board: StatusBoard,
-    web: Option<&WebConfig>,
+    web: Option<WebConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let state = State {
         exposition: metrics.into(),
         board,
     };
-    let web = Web::of(web);
+    let web = Web::of(web.as_ref());
     let graceful = GracefulShutdown::new();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(
