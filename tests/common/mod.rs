@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod browser;
+pub mod https;
 pub mod lab;
 pub mod metrics;
 pub mod monitoring;

@@ -9,6 +9,12 @@ within objective + 15 s). Everything binds 127.0.0.1 on free ports and lives und
     DIR/monitoring/targets.json        the agent's scrape address(es); rewrite it (or use
                                        `lab fault monitoring scrape ADDR`) and Prometheus follows
     DIR/monitoring/alertmanager.yml    one route to the webhook: group_wait/group_interval 1s
+    DIR/monitoring/targets-tls.json    job "rpo-agent-tls": agents served with TLS + basic auth
+                                       (`lab fault monitoring scrape-tls ADDR`), scraped over
+                                       https with the lab CA and the lab's scrape credentials
+    DIR/monitoring/agent-web.yml       a web_config for such an agent: the lab's agent certificate
+                                       (DIR/pki/agent.crt, from the lab CA of lab_sql.ensure_pki)
+                                       and the user `prometheus` (bcrypt of scrape-password)
     DIR/monitoring/prometheus-data/, alertmanager-data/, *.log
     DIR/alerts.jsonl                   one JSON line per notification (+ "lab_received_at")
 
@@ -48,6 +54,8 @@ from labctl import free_port, spawn, stop_pids, wait_http  # noqa: E402
 
 FAULT_SERVICES = ["monitoring"]
 JOB = "rpo-agent"
+TLS_JOB = "rpo-agent-tls"
+SCRAPE_USER = "prometheus"
 DEFAULT_SCRAPE = "127.0.0.1:9464"
 PACKAGES = {"prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
             "promtool": "prometheus", "amtool": "prometheus-alertmanager"}
@@ -117,7 +125,70 @@ def write_targets(mdir: pathlib.Path, targets: list[str]) -> None:
     tmp.replace(mdir / "targets.json")  # atomic: Prometheus never reads half a file
 
 
-def write_prometheus_config(mdir: pathlib.Path, am_port: int) -> pathlib.Path:
+def write_tls_targets(mdir: pathlib.Path, targets: list[str]) -> None:
+    tmp = mdir / "targets-tls.json.tmp"
+    tmp.write_text(json.dumps([{"targets": targets, "labels": {}}] if targets else [], indent=1) + "\n")
+    tmp.replace(mdir / "targets-tls.json")
+
+
+def bcrypt_hash(password: str, cost: int = 10) -> str:
+    """A bcrypt hash ($2b$) of password: Python's crypt (libxcrypt) where it exists, else htpasswd."""
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # removed in Python 3.13
+        h = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=2 ** cost))
+        if h and h.startswith("$2"):
+            return h
+    except ImportError:
+        pass
+    if shutil.which("htpasswd") is None:
+        raise RuntimeError("no bcrypt: Python has no crypt module and htpasswd is missing; "
+                           "run `apt-get install apache2-utils`")
+    r = subprocess.run(["htpasswd", "-niBC", str(cost), SCRAPE_USER], input=password + "\n",
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip().split(":", 1)[1]
+
+
+def ensure_agent_tls(lab_dir: pathlib.Path, mdir: pathlib.Path) -> dict[str, str]:
+    """The lab CA (shared with lab_sql), a certificate for agents (127.0.0.1/localhost), the
+    scrape password and a web_config for an agent that Prometheus's TLS job can scrape."""
+    import fcntl
+    import secrets
+    from lab_sql import ensure_pki  # the CA lives there; importing starts nothing
+    pki = ensure_pki(lab_dir)
+    d = pathlib.Path(pki["ca"]).parent
+    crt, key = d / "agent.crt", d / "agent.key"
+    with open(d / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (crt.exists() and key.exists()):
+            ext = d / "agent.ext"
+            ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                           "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+            _check(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(d / "agent.csr"), "-subj", "/CN=localhost"])
+            _check(["openssl", "x509", "-req", "-in", str(d / "agent.csr"), "-CA", str(pki["ca"]),
+                    "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "825", "-out", str(crt),
+                    "-extfile", str(ext)])
+            key.chmod(0o600)
+    password = secrets.token_urlsafe(18)
+    pw_file = mdir / "scrape-password"
+    pw_file.write_text(password)
+    pw_file.chmod(0o600)
+    web = mdir / "agent-web.yml"
+    web.write_text("# written by tests/lab/lab_monitoring.py: what an agent scraped by job "
+                   f"{TLS_JOB} needs\n" + json.dumps({
+                       "tls_server_config": {"cert_file": str(crt), "key_file": str(key)},
+                       "basic_auth_users": {SCRAPE_USER: bcrypt_hash(password)},
+                   }, indent=1) + "\n")
+    return {"AGENT_WEB_CONFIG": str(web), "AGENT_TLS_CA": str(pki["ca"]),
+            "AGENT_TLS_CERT": str(crt), "AGENT_TLS_KEY": str(key),
+            "AGENT_SCRAPE_USER": SCRAPE_USER, "AGENT_SCRAPE_PASSWORD_FILE": str(pw_file),
+            "PROMETHEUS_TLS_TARGETS_FILE": str(mdir / "targets-tls.json")}
+
+
+def write_prometheus_config(mdir: pathlib.Path, am_port: int, tls: dict[str, str] | None = None) -> pathlib.Path:
     rules = sorted(str(p) for p in RULES_DIR.glob("*.yml"))
     if not rules:
         raise RuntimeError(f"no rule files in {RULES_DIR}")
@@ -131,6 +202,15 @@ def write_prometheus_config(mdir: pathlib.Path, am_port: int) -> pathlib.Path:
             "file_sd_configs": [{"files": [str(mdir / "targets.json")], "refresh_interval": "1s"}],
         }],
     }
+    if tls:
+        cfg["scrape_configs"].append({
+            "job_name": TLS_JOB,
+            "scheme": "https",
+            "tls_config": {"ca_file": tls["AGENT_TLS_CA"]},
+            "basic_auth": {"username": tls["AGENT_SCRAPE_USER"],
+                           "password_file": tls["AGENT_SCRAPE_PASSWORD_FILE"]},
+            "file_sd_configs": [{"files": [tls["PROMETHEUS_TLS_TARGETS_FILE"]], "refresh_interval": "1s"}],
+        })
     path = mdir / "prometheus.yml"
     path.write_text("# written by tests/lab/lab_monitoring.py (JSON is YAML)\n" + json.dumps(cfg, indent=1) + "\n")
     return path
@@ -166,6 +246,8 @@ def up(lab_dir: pathlib.Path, env: dict[str, str], args: Any) -> dict[str, Any]:
     alerts_log = lab_dir / "alerts.jsonl"
     alerts_log.touch()
     write_targets(mdir, targets)
+    write_tls_targets(mdir, [])
+    tls = ensure_agent_tls(lab_dir, mdir)
 
     state: dict[str, Any] = {"pids": [], "scrape": targets}
     try:
@@ -190,7 +272,7 @@ def up(lab_dir: pathlib.Path, env: dict[str, str], args: Any) -> dict[str, Any]:
 
         # 3. Prometheus
         prom_port = free_port()
-        prom_cfg = write_prometheus_config(mdir, am_port)
+        prom_cfg = write_prometheus_config(mdir, am_port, tls)
         _check(["promtool", "check", "config", str(prom_cfg)])
         prom_log = mdir / "prometheus.log"
         pid = spawn(["prometheus", f"--config.file={prom_cfg}",
@@ -216,6 +298,7 @@ def up(lab_dir: pathlib.Path, env: dict[str, str], args: Any) -> dict[str, Any]:
         "ALERT_WEBHOOK_LOG": str(alerts_log),
         "ALERT_WEBHOOK_URL": f"http://127.0.0.1:{wh_port}/alerts",
         "PROMETHEUS_TARGETS_FILE": str(mdir / "targets.json"),
+        **tls,
     })
     return state
 
@@ -238,8 +321,8 @@ def _get_json(url: str, timeout: float = 5) -> Any:
         return json.load(r)
 
 
-FAULT_USAGE = ("monitoring scrape HOST:PORT[,HOST:PORT...] | monitoring reload | "
-               "monitoring clear-alerts")
+FAULT_USAGE = ("monitoring scrape HOST:PORT[,HOST:PORT...] | monitoring scrape-tls HOST:PORT[,...] | "
+               "monitoring reload | monitoring clear-alerts")
 
 
 def fault(lab_dir: pathlib.Path, state: dict[str, Any], argv: list[str]) -> str:
@@ -247,6 +330,8 @@ def fault(lab_dir: pathlib.Path, state: dict[str, Any], argv: list[str]) -> str:
     scrape ADDR[,ADDR]  point the rpo-agent scrape job at the agent (file_sd; no restart)
     reload              re-read the rule files and both configs (POST /-/reload)
     clear-alerts        truncate DIR/alerts.jsonl
+    scrape-tls ADDR[,ADDR]  point job rpo-agent-tls (https, lab CA, basic auth) at agents
+                        that run with AGENT_WEB_CONFIG
     """
     lab_dir = pathlib.Path(lab_dir).resolve()
     args = argv[1:] if argv and argv[0] == "monitoring" else argv
@@ -260,6 +345,13 @@ def fault(lab_dir: pathlib.Path, state: dict[str, Any], argv: list[str]) -> str:
         write_targets(lab_dir / "monitoring", targets)
         state["scrape"] = targets
         return f"monitoring: job {JOB} now scrapes {', '.join(targets)}"
+    if verb == "scrape-tls":
+        if len(rest) != 1:
+            raise ValueError("usage: monitoring scrape-tls HOST:PORT[,HOST:PORT...]")
+        targets = parse_targets(rest[0])
+        write_tls_targets(lab_dir / "monitoring", targets)
+        state["scrape_tls"] = targets
+        return f"monitoring: job {TLS_JOB} now scrapes {', '.join(targets)} over https with basic auth"
     if verb == "reload":
         _post(f"{state['PROMETHEUS_URL']}/-/reload")
         _post(f"{state['ALERTMANAGER_URL']}/-/reload")
