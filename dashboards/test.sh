@@ -44,6 +44,29 @@ if command -v promtool >/dev/null 2>&1; then
   for f in rules/*.yml; do step "promtool check rules $f" promtool check rules "$f"; done
   for f in tests/*.yml; do step "promtool test rules $f" promtool test rules "$f"; done
   step "promtool check config prometheus.example.yml" promtool check config prometheus.example.yml
+  # The TLS + basic-auth variant of the scrape job (its lines are marked "#: ").
+  tls_variant=$(mktemp --suffix=.yml)
+  sed -E 's/^( *)#: /\1/' prometheus.example.yml >"$tls_variant"
+  # Rule files are relative to the config's directory; promtool resolves them from there.
+  sed -i "s|  - rules/|  - $PWD/rules/|" "$tls_variant"
+  step "promtool check config prometheus.example.yml (TLS + basic auth variant)" \
+    sh -c "grep -q '^    scheme: https' '$tls_variant' && promtool check config '$tls_variant'"
+  rm -f "$tls_variant"
+  # The example web config, beside a certificate of its own (promtool opens the files), is
+  # accepted by promtool and by the agent (when built: target/debug/rpo-agent).
+  wc_dir=$(mktemp -d)
+  cp web-config.example.yml "$wc_dir/web.yml"
+  mkdir "$wc_dir/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=localhost -keyout "$wc_dir/tls/agent.key" -out "$wc_dir/tls/agent.crt" >/dev/null 2>&1
+  step "promtool check web-config web-config.example.yml" promtool check web-config "$wc_dir/web.yml"
+  agent_bin=../target/debug/rpo-agent
+  if [ -x "$agent_bin" ]; then
+    printf '[agent]\nweb_config = "%s"\n[[target]]\nname = "t"\nkind = "dynamodb"\ntable = "t"\nsource = { region = "eu-west-1" }\nreplicas = [{ region = "eu-west-2" }]\n' \
+      "$wc_dir/web.yml" >"$wc_dir/agent.toml"
+    step "rpo-agent validate accepts web-config.example.yml" "$agent_bin" validate --config "$wc_dir/agent.toml"
+  fi
+  rm -rf "$wc_dir"
 fi
 if command -v amtool >/dev/null 2>&1; then
   step "amtool check-config alertmanager.example.yml" amtool check-config alertmanager.example.yml
