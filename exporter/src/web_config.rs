@@ -917,4 +917,91 @@ mod tests {
         );
         assert!(e.problem.contains("/nonexistent/c.pem"), "{e}");
     }
+
+    /// A self-signed EC pair made with the openssl CLI (cert, key).
+    fn openssl_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let (crt, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "{out:?}");
+        (crt, key)
+    }
+
+    #[test]
+    fn a_rotated_certificate_is_served_and_a_half_rotation_is_not() {
+        let dir = std::env::temp_dir().join(format!("rpo-wc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a_crt, a_key) = openssl_pair(&dir, "a");
+        let (b_crt, b_key) = openssl_pair(&dir, "b");
+        let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::copy(&a_crt, &crt).unwrap();
+        std::fs::copy(&a_key, &key).unwrap();
+        let p = Arc::new(provider::default_provider());
+        let r = ReloadingCert::new(crt.clone(), key.clone(), p, Path::new("web.yml")).unwrap();
+        let der = |f: &Path| read_certs(f).unwrap().remove(0);
+        assert_eq!(r.current().cert[0], der(&a_crt));
+        let force_check = || r.state.lock().unwrap().checked -= CERT_CHECK_EVERY;
+
+        // Half a rotation (the new certificate, the old key): the old pair stays.
+        std::fs::copy(&b_crt, &crt).unwrap();
+        force_check();
+        assert_eq!(r.current().cert[0], der(&a_crt));
+        // The key follows: the new pair is served at the next check, not before.
+        std::fs::copy(&b_key, &key).unwrap();
+        assert_eq!(
+            r.current().cert[0],
+            der(&a_crt),
+            "checked at most every 5 s"
+        );
+        force_check();
+        assert_eq!(r.current().cert[0], der(&b_crt));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_at_load() {
+        let dir = std::env::temp_dir().join(format!("rpo-wc-mismatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        openssl_pair(&dir, "a");
+        openssl_pair(&dir, "b");
+        let e = WebConfig::parse(
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: b.key\n",
+            Path::new("web.yml"),
+            &dir,
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "tls_server_config.key_file", "{e}");
+        assert!(e.problem.contains("does not fit"), "{e}");
+        let ok = WebConfig::parse(
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  min_version: TLS13\n  curve_preferences: [X25519]\n",
+            Path::new("web.yml"),
+            &dir,
+        )
+        .unwrap();
+        assert!(ok.tls.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
