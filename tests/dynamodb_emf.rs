@@ -40,7 +40,15 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
     let mut forwarder = Command::new(repo_root().join("tests/lab/lab"))
         .args(["awslogs", "--dir"])
         .arg(lab().dir())
-        .args(["--group", "/ecs/rpo-agent", "--stream", "emf-it", "--region", DST, "--tee"])
+        .args([
+            "--group",
+            "/ecs/rpo-agent",
+            "--stream",
+            "emf-it",
+            "--region",
+            DST,
+            "--tee",
+        ])
         .arg(&tee)
         .stdin(Stdio::piped())
         .spawn()
@@ -52,7 +60,12 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
     );
     let mut agent = Agent::start_with_stdout(&cfg, &lab().env, Stdio::from(stdin));
     let l = [("target", TABLE)];
-    let seen = agent.wait_value("rpo_canaries_observed_total", &l, Duration::from_secs(20), |v| v >= 6.0);
+    let seen = agent.wait_value(
+        "rpo_canaries_observed_total",
+        &l,
+        Duration::from_secs(20),
+        |v| v >= 6.0,
+    );
     assert!(seen.is_some(), "canaries flow before the stall");
 
     let stall_from = unix_now();
@@ -64,7 +77,10 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
     let stall_to = unix_now();
     guard.undo();
     let healed = agent.wait_value("rpo_seconds", &l, Duration::from_secs(15), |v| v < 5.0);
-    assert!(healed.is_some(), "RPO back within the objective after the stall");
+    assert!(
+        healed.is_some(),
+        "RPO back within the objective after the stall"
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(agent.terminate(Duration::from_secs(20)), Some(0));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -72,7 +88,10 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
         if let Some(s) = forwarder.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "the forwarder did not exit at EOF");
+        assert!(
+            Instant::now() < deadline,
+            "the forwarder did not exit at EOF"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "forwarder: {status}");
@@ -82,7 +101,11 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
         .lines()
         .map(Result::unwrap)
         .collect();
-    assert!(lines.len() >= 18, "one document a second: {} lines", lines.len());
+    assert!(
+        lines.len() >= 18,
+        "one document a second: {} lines",
+        lines.len()
+    );
     let schema = Command::new(repo_root().join("tests/emf/check"))
         .arg(&tee)
         .output()
@@ -135,8 +158,14 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
     }
     let (a, b) = (during[0], during[during.len() - 1]);
     let slope = (b.1 - a.1) / (b.0 - a.0);
-    assert!(slope >= 0.97, "RPO rose {slope:.3} s per second of stall: {during:?}");
-    let peak = docs.iter().filter_map(|d| d["RPO"].as_f64()).fold(0.0, f64::max);
+    assert!(
+        slope >= 0.97,
+        "RPO rose {slope:.3} s per second of stall: {during:?}"
+    );
+    let peak = docs
+        .iter()
+        .filter_map(|d| d["RPO"].as_f64())
+        .fold(0.0, f64::max);
     assert!(
         peak >= STALL.as_secs_f64() - 2.0,
         "the documents' peak RPO {peak} shows the {STALL:?} stall"
@@ -157,14 +186,24 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
                 (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
                 (a, b) => a == b,
             };
-            assert!(close, "{what} at {t}: GetMetricData {got:?}, the document {doc:?}");
+            assert!(
+                close,
+                "{what} at {t}: GetMetricData {got:?}, the document {doc:?}"
+            );
         };
         same(&rpo, d["RPO"].as_f64(), "RPO");
-        same(&lag_count, d["ReplicationLag"]["Count"].as_f64(), "ReplicationLag samples");
+        same(
+            &lag_count,
+            d["ReplicationLag"]["Count"].as_f64(),
+            "ReplicationLag samples",
+        );
         same(&lost, d["CanariesLost"].as_f64(), "CanariesLost");
         same(&up, d["ProbeUp"].as_f64(), "ProbeUp");
     }
-    assert_eq!(rpo.len(), by_ts.values().filter(|d| d.get("RPO").is_some()).count());
+    assert_eq!(
+        rpo.len(),
+        by_ts.values().filter(|d| d.get("RPO").is_some()).count()
+    );
     let p99 = get_metric(TABLE, "ReplicationLag", "p99", start, end);
     let stalled_lag = p99.values().copied().fold(0.0, f64::max);
     assert!(
@@ -175,11 +214,19 @@ fn emf_documents_follow_the_spec_rise_with_a_stall_and_come_back_from_cloudwatch
 
 /// The rules a JSON schema cannot state, on one line; returns the document.
 fn check_document(line: &str) -> Value {
-    assert!(line.len() < 16 * 1024, "a line over awslogs' 16 KiB split: {} bytes", line.len());
+    assert!(
+        line.len() < 16 * 1024,
+        "a line over awslogs' 16 KiB split: {} bytes",
+        line.len()
+    );
     let d: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     let directive = &d["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "RPOAgent", "{line}");
-    assert_eq!(directive["Dimensions"], serde_json::json!([["Target", "ReplicaRegion"]]), "{line}");
+    assert_eq!(
+        directive["Dimensions"],
+        serde_json::json!([["Target", "ReplicaRegion"]]),
+        "{line}"
+    );
     assert_eq!(d["Target"], TABLE);
     assert_eq!(d["ReplicaRegion"], DST);
     assert_eq!(d["SourceRegion"], super::SRC);
@@ -195,12 +242,18 @@ fn check_document(line: &str) -> Value {
         assert!(d.get(name).is_some(), "{name} has no value member: {line}");
     }
     for always in ["CanariesLost", "CanariesFailed", "ProbeUp"] {
-        assert!(metrics.iter().any(|m| m["Name"] == always), "{always} missing: {line}");
+        assert!(
+            metrics.iter().any(|m| m["Name"] == always),
+            "{always} missing: {line}"
+        );
     }
     if let Some(h) = d.get("ReplicationLag") {
         let values = h["Values"].as_array().unwrap();
         let counts = h["Counts"].as_array().unwrap();
-        assert!(!values.is_empty() && values.len() <= 100 && values.len() == counts.len(), "{line}");
+        assert!(
+            !values.is_empty() && values.len() <= 100 && values.len() == counts.len(),
+            "{line}"
+        );
         let n: u64 = counts.iter().map(|c| c.as_u64().unwrap()).sum();
         assert_eq!(Some(n), h["Count"].as_u64(), "{line}");
     }
@@ -215,11 +268,22 @@ fn get_metric(target: &str, name: &str, stat: &str, start: f64, end: f64) -> BTr
             .namespace("RPOAgent")
             .metric_name(name)
             .dimensions(Dimension::builder().name("Target").value(target).build())
-            .dimensions(Dimension::builder().name("ReplicaRegion").value(DST).build())
+            .dimensions(
+                Dimension::builder()
+                    .name("ReplicaRegion")
+                    .value(DST)
+                    .build(),
+            )
             .build();
         let q = MetricDataQuery::builder()
             .id("m")
-            .metric_stat(MetricStat::builder().metric(metric).period(1).stat(stat).build())
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(metric)
+                    .period(1)
+                    .stat(stat)
+                    .build(),
+            )
             .build();
         let out = cw
             .get_metric_data()

@@ -131,7 +131,10 @@ pub async fn emf_line(e: &EmfConfig) -> Line {
         }
         EmfTo::Udp(addr) => {
             let what = format!("EMF destination udp://{addr} resolves");
-            match tokio::net::lookup_host(addr.as_str()).await.map(|mut a| a.next()) {
+            match tokio::net::lookup_host(addr.as_str())
+                .await
+                .map(|mut a| a.next())
+            {
                 Ok(Some(_)) => line(Finding::ok(what)),
                 Ok(None) => line(Finding::problem(what, format!("no address; {fix}"))),
                 Err(err) => line(Finding::problem(what, format!("{err}; {fix}"))),
@@ -185,7 +188,9 @@ mod tests {
         assert!(!bad.ok());
         assert!(bad.finding.problem.unwrap().contains("CloudWatch agent"));
         assert!(emf_line(&cfg(EmfTo::Stdout)).await.ok());
-        assert!(emf_line(&cfg(EmfTo::Udp("127.0.0.1:25888".into()))).await.ok());
+        assert!(emf_line(&cfg(EmfTo::Udp("127.0.0.1:25888".into())))
+            .await
+            .ok());
     }
 
     #[test]

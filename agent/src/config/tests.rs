@@ -318,7 +318,10 @@ fn emf_gets_its_defaults_and_takes_every_destination() {
     assert_eq!(c.every, Duration::from_secs(1));
     assert_eq!(c.storage_resolution, 1);
     assert_eq!(c.dimensions.len(), 2);
-    let c = with_emf("to = \"udp://cwagent:25888\"\n").unwrap().emf.unwrap();
+    let c = with_emf("to = \"udp://cwagent:25888\"\n")
+        .unwrap()
+        .emf
+        .unwrap();
     assert_eq!(c.to, EmfTo::Udp("cwagent:25888".into()));
     assert!(parse_str(GOOD).unwrap().emf.is_none());
 }
@@ -341,7 +344,10 @@ fn every_bad_emf_names_its_key_and_line() {
         ("dimensions = [[\"Target\", \"Target\"]]", "emf.dimensions"),
         ("dimensions = [[]]", "emf.dimensions"),
         ("dimensions = []", "emf.dimensions"),
-        ("dimensions = [[\"Target\"], [\"Target\"]]", "emf.dimensions"),
+        (
+            "dimensions = [[\"Target\"], [\"Target\"]]",
+            "emf.dimensions",
+        ),
         ("namspace = \"RPOAgent\"", "namspace"),
     ];
     for (text, key) in cases {
@@ -357,7 +363,11 @@ fn an_empty_web_config_path_is_an_error() {
     let text = GOOD.replacen("[agent]\n", "[agent]\nweb_config = \" \"\n", 1);
     let err = parse_str(&text).unwrap_err();
     assert_eq!(err.key, "agent.web_config", "{err}");
-    let text = GOOD.replacen("[agent]\n", "[agent]\nweb_config = \"/etc/rpo-agent/web.yml\"\n", 1);
+    let text = GOOD.replacen(
+        "[agent]\n",
+        "[agent]\nweb_config = \"/etc/rpo-agent/web.yml\"\n",
+        1,
+    );
     assert_eq!(
         parse_str(&text).unwrap().agent.web_config,
         Some(std::path::PathBuf::from("/etc/rpo-agent/web.yml"))
