@@ -95,7 +95,8 @@ mod tests {
 
     #[test]
     fn periods_start_on_multiples_of_every() {
-        assert_eq!(period_start(1_700_000_059_999, 60_000), 1_699_999_980_000);
+        assert_eq!(period_start(1_700_000_059_999, 60_000), 1_700_000_040_000);
+        assert_eq!(period_start(1_700_000_100_000, 60_000), 1_700_000_100_000);
         assert_eq!(period_start(1_700_000_040_000, 60_000), 1_700_000_040_000);
         assert_eq!(period_start(1_234, 1_000), 1_000);
     }
