@@ -13,6 +13,7 @@ use rpo_exporter::emf::{Destination, Settings};
 use rpo_exporter::emf_sink::Sink;
 use rpo_exporter::Metrics;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::RouteRun;
 
@@ -75,7 +76,11 @@ async fn write(
     let mut too_large = 0;
     for run in runs {
         for p in &run.pairs {
-            match p.lock().unwrap().take_emf(settings, start_ms) {
+            match p
+                .lock()
+                .unwrap()
+                .take_emf(settings, start_ms, Instant::now())
+            {
                 Some(Ok(line)) => lines.push(line),
                 Some(Err(())) => too_large += 1,
                 None => {}

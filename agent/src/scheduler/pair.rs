@@ -125,11 +125,27 @@ impl PairState {
     /// `[emf]`: closes the pair's period and writes its document. None:
     /// nothing was seen (standing by in a fleet), or no EMF; `Err`: the
     /// document would be over the line limit and is not written.
+    ///
+    /// The gauges are sampled once more at `now`, the period's end: the
+    /// refresher's last sample may be up to 250 ms older, and during a stall
+    /// the RPO is highest at the very end.
     pub fn take_emf(
         &mut self,
         settings: &emf::Settings,
         timestamp_ms: u64,
+        now: Instant,
     ) -> Option<Result<String, ()>> {
+        if !self.standby {
+            let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+            let (rpo, upper) = (
+                secs(self.tracker.rpo(now)),
+                secs(self.tracker.upper_bound(now)),
+            );
+            let up = self.write_ok && self.read_ok;
+            if let Some(w) = &mut self.emf {
+                w.sample(rpo, upper, up);
+            }
+        }
         let period = self.emf.as_mut()?.take()?;
         let doc = emf::document(
             settings,
