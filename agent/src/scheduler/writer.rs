@@ -152,7 +152,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                     // then the hint, which waits for the source.
                     resume_due = true;
                     if prepared {
-                        resume_from_store(&run);
+                        resume_from_store(&run).await;
                         resume_due = false;
                     }
                     if gate_lags_missing(&run, gate) {
@@ -204,7 +204,7 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                         replicas = ?route.replica_regions, key = %route.canary_key, "target ready");
                     prepared = true;
                     if std::mem::take(&mut resume_due) && leading {
-                        resume_from_store(&run);
+                        resume_from_store(&run).await;
                     }
                     if !announced {
                         announced = true;
@@ -375,11 +375,21 @@ fn gate_lags_missing(run: &RouteRun, gate: &Gate) -> bool {
 /// Fleet takeover: carry on from the canaries the last holder left in the
 /// store (needs a prepared probe).
 ///
-/// On a task of its own: a side whose region is down answers only at the
-/// SDK's timeout, and the first canary must not wait for it.
-fn resume_from_store(run: &Arc<RouteRun>) {
-    tokio::spawn(resume_task(run.clone()));
+/// The first canary waits for that read, at most `RESUME_WAIT`: written
+/// before it, our canary replaces the last holder's in the source (one item
+/// per target), and a replica that lagged since before the takeover (a
+/// stall spanning it) would look up to date. The read runs on a task of its
+/// own, so a side whose region is down (it answers only at its timeout)
+/// delays the first canary by `RESUME_WAIT` at most, and is still applied
+/// when it comes.
+async fn resume_from_store(run: &Arc<RouteRun>) {
+    let task = tokio::spawn(resume_task(run.clone()));
+    let _ = tokio::time::timeout(RESUME_WAIT, task).await;
 }
+
+/// How long a takeover's first canary waits for the stored canaries: the
+/// DynamoDB read's own bound per side (3 s) and a little more.
+const RESUME_WAIT: Duration = Duration::from_millis(3500);
 
 async fn resume_task(run: Arc<RouteRun>) {
     let token = match run.gate.as_ref().map(|g| g.role()) {
