@@ -102,11 +102,16 @@ fn measured_lag_matches_the_ground_truth_within_50ms_at_few_reads_per_canary() {
         .iter()
         .map(|(t, ..)| agent.value("rpo_canaries_observed_total", &l(t)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_secs(16));
+    // Reads per canary are counted over a window, so the reads made for the
+    // canaries still pending at its ends (a few, at most one canary's
+    // search) count without their canary: 32 canaries keep that edge under
+    // 0.15 reads per canary (16 put it at up to 0.25; a full run on a loaded
+    // machine once measured 4.06 over 16).
+    std::thread::sleep(Duration::from_secs(32));
     for (i, (t, _, delay)) in cases.iter().enumerate() {
         let reads = agent.value("rpo_replica_reads_total", &l(t)).unwrap() - reads0[i];
         let seen = agent.value("rpo_canaries_observed_total", &l(t)).unwrap() - seen0[i];
-        assert!(seen >= 10.0, "{t}: only {seen} canaries observed");
+        assert!(seen >= 20.0, "{t}: only {seen} canaries observed");
         let per = reads / seen;
         let truth = truth(t);
         let mut errors: Vec<f64> = measured(&agent, t)
