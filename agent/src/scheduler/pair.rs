@@ -136,12 +136,7 @@ impl PairState {
         now: Instant,
     ) -> Option<Result<String, ()>> {
         if !self.standby {
-            let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-            let (rpo, upper) = (
-                secs(self.tracker.rpo(now)),
-                secs(self.tracker.upper_bound(now)),
-            );
-            let up = self.write_ok && self.read_ok;
+            let (rpo, upper, up) = self.gauges(now);
             if let Some(w) = &mut self.emf {
                 w.sample(rpo, upper, up);
             }
@@ -425,6 +420,17 @@ impl PairState {
         }
     }
 
+    /// RPO and upper bound (seconds; None until known) and whether the
+    /// probe is up, at `now`: what the gauges and the EMF window show.
+    fn gauges(&self, now: Instant) -> (Option<f64>, Option<f64>, bool) {
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        (
+            secs(self.tracker.rpo(now)),
+            secs(self.tracker.upper_bound(now)),
+            self.write_ok && self.read_ok,
+        )
+    }
+
     /// Expires old canaries and refreshes gauges; returns the status to show.
     /// Recomputes the gauges that grow with time (RPO during a stall) and
     /// the pair's status, and puts it on `board` without reallocating its
@@ -436,9 +442,7 @@ impl PairState {
         }
         let events = self.tracker.expire(now);
         self.apply(events);
-        let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-        let rpo = secs(self.tracker.rpo(now));
-        let upper = secs(self.tracker.upper_bound(now));
+        let (rpo, upper, up) = self.gauges(now);
         if let Some(r) = rpo {
             self.metrics.rpo.set(r);
         }
@@ -447,7 +451,6 @@ impl PairState {
         }
         let pending = self.tracker.pending_count() as u64;
         self.metrics.pending.set(pending as i64);
-        let up = self.write_ok && self.read_ok;
         self.metrics.probe_up.set(up as i64);
         if let Some(w) = &mut self.emf {
             w.sample(rpo, upper, up);
