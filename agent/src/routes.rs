@@ -5,7 +5,7 @@
 
 use crate::aws::AwsPlumbing;
 use crate::config::{Config, Kind};
-use crate::probe::{dynamodb, s3, sql};
+use crate::probe::{dynamodb, redis, s3, sql};
 
 pub use crate::route::{AwsReported, Route};
 
@@ -31,6 +31,7 @@ pub async fn build(
             Kind::Dynamodb => routes.extend(dynamodb::routes(t, owner, aws).await),
             Kind::S3 => routes.extend(s3::routes(t, owner, aws).await),
             Kind::Postgres | Kind::Mysql => routes.extend(sql::routes(t, owner, aws)),
+            Kind::Redis => routes.extend(redis::routes(t, owner, aws).await),
             #[allow(unreachable_patterns)]
             other => {
                 return Err(RouteError::Unsupported {

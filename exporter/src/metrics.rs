@@ -48,6 +48,7 @@ pub const AWS_REPORTED_METRICS: &[&str] = &[
     "ReplicationLatency",
     "AuroraGlobalDBRPOLag",
     "AuroraGlobalDBReplicationLag",
+    "GlobalDatastoreReplicationLag",
 ];
 
 /// All metric families of the agent. Cloning is cheap (`Arc`s inside).

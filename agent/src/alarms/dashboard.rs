@@ -342,6 +342,53 @@ pub(super) fn dashboard_body(
                     ),
                 );
             }
+            Kind::Redis => {
+                // Global Datastore publishes its figure for the secondary's
+                // replication group, in the secondary's region.
+                for (n, r) in t.replicas.iter().enumerate() {
+                    let Some(group) = r.replication_group.as_deref() else {
+                        continue;
+                    };
+                    let mut metrics: Vec<Node> = pairs
+                        .iter()
+                        .filter(|p| p.target_index == i && p.replica_region == r.region)
+                        .map(|p| {
+                            emf_metric(ns, "RPO", p, "Maximum", &format!("ours: RPO {}", p.label()))
+                        })
+                        .collect();
+                    metrics.push(Node::List(vec![
+                        s("AWS/ElastiCache"),
+                        s(crate::probe::redis::AWS_METRIC),
+                        s("ReplicationGroupId"),
+                        s(group),
+                        map([
+                            ("stat", s("Maximum")),
+                            ("period", Node::Num("60".into())),
+                            ("region", s(&r.region)),
+                            ("id", s(&format!("ec{n}"))),
+                            (
+                                "label",
+                                s(&format!(
+                                    "AWS: {} {group} (s)",
+                                    crate::probe::redis::AWS_METRIC
+                                )),
+                            ),
+                        ]),
+                    ]));
+                    g.add(
+                        "metric",
+                        12,
+                        6,
+                        graph(
+                            &format!("AWS-reported lag vs ours: {} (ElastiCache {group})", t.name),
+                            &r.region,
+                            per,
+                            metrics,
+                            vec![],
+                        ),
+                    );
+                }
+            }
             Kind::Postgres | Kind::Mysql => {
                 // Aurora publishes both figures for the secondary cluster, in
                 // the secondary's region.

@@ -8,6 +8,7 @@ pub mod bounded;
 pub mod cloudwatch;
 pub mod errors;
 pub mod plumbing;
+pub mod presign;
 
 pub use attempts::CountAttempts;
 pub use plumbing::AwsPlumbing;

@@ -98,6 +98,9 @@ pub enum Kind {
     S3,
     Postgres,
     Mysql,
+    /// Valkey / Redis OSS: ElastiCache Global Datastore, MemoryDB
+    /// multi-region, plain replicas.
+    Redis,
 }
 
 impl Kind {
@@ -107,13 +110,20 @@ impl Kind {
             Kind::S3 => "s3",
             Kind::Postgres => "postgres",
             Kind::Mysql => "mysql",
+            Kind::Redis => "redis",
         }
     }
 
-    /// SQL stores have one writer that can move (failover); DynamoDB global
-    /// tables are multi-active and S3 buckets are always writable.
+    /// SQL and Redis stores have one writer that can move (failover);
+    /// DynamoDB global tables are multi-active and S3 buckets are always
+    /// writable.
     pub fn single_writer(self) -> bool {
-        matches!(self, Kind::Postgres | Kind::Mysql)
+        matches!(self, Kind::Postgres | Kind::Mysql | Kind::Redis)
+    }
+
+    /// Kinds that connect by URL and authenticate (`auth`, `ca_bundle`).
+    pub fn by_url(self) -> bool {
+        self.single_writer()
     }
 }
 
@@ -133,8 +143,11 @@ pub struct Endpoint {
     pub region: String,
     /// S3 bucket.
     pub bucket: Option<String>,
-    /// SQL connection URL (may hold a password: never print it raw).
+    /// SQL or Redis connection URL (may hold a password: never print it raw).
     pub url: Option<String>,
+    /// Redis: the ElastiCache replication group behind this endpoint (IAM
+    /// auth tokens, CloudWatch `GlobalDatastoreReplicationLag`).
+    pub replication_group: Option<String>,
     /// Overrides the AWS endpoint (VPC endpoint, local lab).
     pub endpoint_url: Option<String>,
 }
@@ -145,21 +158,24 @@ impl std::fmt::Debug for Endpoint {
             .field("region", &self.region)
             .field("bucket", &self.bucket)
             .field("url", &self.url.as_deref().map(redact_url))
+            .field("replication_group", &self.replication_group)
             .field("endpoint_url", &self.endpoint_url)
             .finish()
     }
 }
 
-/// How SQL targets authenticate.
+/// How SQL and Redis targets authenticate.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
     /// The password is in the URL, or none is needed.
     Url,
     /// The password is read from this environment variable.
     PasswordEnv(String),
-    /// IAM database authentication tokens.
+    /// IAM authentication tokens (RDS `rds-db:connect`, ElastiCache
+    /// `elasticache:Connect`).
     Iam,
-    /// A Secrets Manager secret (JSON with `password`, or a plain string).
+    /// A Secrets Manager secret (JSON with `password` and optionally
+    /// `username`, or a plain string).
     SecretArn(String),
 }
 
@@ -182,11 +198,15 @@ pub struct TargetConfig {
     /// Most canaries tracked at once per replica; older ones are given up.
     pub max_pending: usize,
     pub auth: Auth,
-    /// SQL: a PEM CA bundle for TLS verification.
+    /// SQL, Redis: a PEM CA bundle for TLS verification.
     pub ca_bundle: Option<String>,
+    /// Redis: cluster mode (one canary per shard; the target's RPO is the
+    /// worst shard's).
+    pub cluster: bool,
     /// How often AWS's own lag figures are read from CloudWatch (DynamoDB,
-    /// S3); `None` when `"off"` (and for SQL targets, whose Aurora figures
-    /// come from the database itself). GetMetricData is billed per metric.
+    /// S3, Redis); `None` when `"off"` (and for SQL targets, whose Aurora
+    /// figures come from the database itself). GetMetricData is billed per
+    /// metric.
     pub aws_reported_every: Option<Duration>,
 }
 

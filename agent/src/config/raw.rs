@@ -78,7 +78,7 @@ pub struct RawAgent {
 pub struct RawTarget {
     /// Unique name; the `target` label of every metric.
     pub name: Option<Spanned<String>>,
-    /// `dynamodb`, `s3`, `postgres` or `mysql`.
+    /// `dynamodb`, `s3`, `postgres`, `mysql` or `redis`.
     pub kind: Option<Spanned<String>>,
     /// DynamoDB: the global table's name.
     pub table: Option<Spanned<String>>,
@@ -101,11 +101,13 @@ pub struct RawTarget {
     pub delete_seen: Option<bool>,
     /// Most canaries tracked at once per replica.
     pub max_pending: Option<Spanned<i64>>,
-    /// SQL: how to authenticate.
+    /// SQL, Redis: how to authenticate.
     pub auth: Option<Spanned<RawAuth>>,
-    /// SQL: PEM bundle of CAs to verify the server (e.g. the RDS bundle).
+    /// SQL, Redis: PEM bundle of CAs to verify the server (e.g. the RDS bundle).
     pub ca_bundle: Option<Spanned<String>>,
-    /// DynamoDB, S3: period of AWS's own lag figures from CloudWatch, or `"off"`.
+    /// Redis: cluster mode enabled (one canary per shard).
+    pub cluster: Option<bool>,
+    /// DynamoDB, S3, Redis: period of AWS's own lag figures from CloudWatch, or `"off"`.
     pub aws_reported_every: Option<Spanned<String>>,
 }
 
@@ -116,8 +118,10 @@ pub struct RawEndpoint {
     pub region: Option<String>,
     /// S3 bucket in that region.
     pub bucket: Option<String>,
-    /// SQL connection URL of the writer (source) or reader (replica) endpoint.
+    /// SQL or Redis connection URL of the writer (source) or reader (replica) endpoint.
     pub url: Option<String>,
+    /// Redis: the ElastiCache replication group of this endpoint.
+    pub replication_group: Option<String>,
     /// Custom AWS endpoint (VPC endpoint, local lab).
     pub endpoint_url: Option<String>,
 }

@@ -373,3 +373,74 @@ fn an_empty_web_config_path_is_an_error() {
         Some(std::path::PathBuf::from("/etc/rpo-agent/web.yml"))
     );
 }
+
+fn redis_target(extra: &str, source: &str, replica: &str) -> Result<Config, ConfigError> {
+    parse_str(&format!(
+        "[[target]]\nname = \"sessions\"\nkind = \"redis\"\nsource = {{ region = \"ap-northeast-1\", {source} }}\nreplicas = [{{ region = \"ap-northeast-3\", {replica} }}]\n{extra}\n"
+    ))
+}
+
+#[test]
+fn a_redis_target_takes_urls_auth_tls_and_cluster_mode() {
+    let c = redis_target(
+        "auth = { iam = true }\ncluster = true\nca_bundle = \"/etc/ca.pem\"",
+        "url = \"rediss://rpo@primary.example:6379\", replication_group = \"s-apne1\"",
+        "url = \"rediss://rpo@replica.example:6379\", replication_group = \"s-apne3\"",
+    )
+    .unwrap();
+    let t = &c.targets[0];
+    assert_eq!(t.kind, Kind::Redis);
+    assert!(t.kind.single_writer());
+    assert!(t.cluster);
+    assert_eq!(t.auth, Auth::Iam);
+    assert_eq!(t.replicas[0].replication_group.as_deref(), Some("s-apne3"));
+    assert!(t.aws_reported_every.is_some());
+    let plain = redis_target(
+        "auth = { password_env = \"REDIS_AUTH\" }",
+        "url = \"redis://primary.example:6379\"",
+        "url = \"redis://replica.example:6379\"",
+    )
+    .unwrap();
+    assert!(!plain.targets[0].cluster);
+}
+
+#[test]
+fn bad_redis_targets_name_the_key_and_the_fix() {
+    let src = "url = \"rediss://rpo@primary.example:6379\", replication_group = \"a\"";
+    let rep = "url = \"rediss://rpo@replica.example:6379\", replication_group = \"b\"";
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("", "url = \"http://primary.example\"", rep, "source.url"),
+        (
+            "",
+            "bucket = \"b\", url = \"rediss://h:1\"",
+            rep,
+            "source.bucket",
+        ),
+        ("", src, src, "replicas"),
+        (
+            "auth = { iam = true }",
+            "url = \"rediss://primary.example:6379\", replication_group = \"a\"",
+            rep,
+            "source.url",
+        ),
+        (
+            "auth = { iam = true }",
+            src,
+            "url = \"rediss://rpo@replica.example:6379\"",
+            "replicas.replication_group",
+        ),
+        ("table = \"t\"", src, rep, "table"),
+    ];
+    for (extra, s, r, key) in cases {
+        let e = redis_target(extra, s, r).expect_err(&format!("{extra} {s} {r}"));
+        assert!(e.key.contains(key), "{key}: {e}");
+        assert!(!e.fix.is_empty(), "{e}");
+    }
+    // cluster is a redis key only.
+    let e = parse_str(&GOOD.replace("table = \"orders\"", "table = \"orders\"\ncluster = true"))
+        .unwrap_err();
+    assert!(e.key.ends_with("cluster"), "{e}");
+    // A password in the URL never reaches the message.
+    let e = redis_target("", "url = \"http://u:hunter2@h\"", rep).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}

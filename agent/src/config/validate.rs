@@ -279,7 +279,7 @@ fn target(
             at,
             &key("kind"),
             "missing",
-            "add kind = \"dynamodb\" (or \"s3\", \"postgres\", \"mysql\")",
+            "add kind = \"dynamodb\" (or \"s3\", \"postgres\", \"mysql\", \"redis\")",
         )
     })?;
     let kind = match kind_v.get_ref().as_str() {
@@ -287,12 +287,13 @@ fn target(
         "s3" => Kind::S3,
         "postgres" => Kind::Postgres,
         "mysql" => Kind::Mysql,
+        "redis" | "valkey" => Kind::Redis,
         other => {
             return Err(cx.err_at(
                 Some(kind_v.span().start),
                 &key("kind"),
                 &format!("unknown kind `{other}`"),
-                "use one of \"dynamodb\", \"s3\", \"postgres\", \"mysql\"",
+                "use one of \"dynamodb\", \"s3\", \"postgres\", \"mysql\", \"redis\"",
             ))
         }
     };
@@ -343,7 +344,7 @@ fn target(
         let same = match kind {
             Kind::Dynamodb => rep.region == source.region,
             Kind::S3 => rep.region == source.region && rep.bucket == source.bucket,
-            Kind::Postgres | Kind::Mysql => rep.url == source.url,
+            Kind::Postgres | Kind::Mysql | Kind::Redis => rep.url == source.url,
         };
         if same || replicas.iter().any(|x: &Endpoint| x == &rep) {
             return Err(cx.err_at(
@@ -422,15 +423,23 @@ fn target(
         }
     };
     let sql = matches!(kind, Kind::Postgres | Kind::Mysql);
-    if !sql {
-        only(t.auth.is_some(), "auth", "postgres and mysql")?;
-        only(t.ca_bundle.is_some(), "ca_bundle", "postgres and mysql")?;
-    } else {
+    if !kind.by_url() {
+        only(t.auth.is_some(), "auth", "postgres, mysql and redis")?;
+        only(
+            t.ca_bundle.is_some(),
+            "ca_bundle",
+            "postgres, mysql and redis",
+        )?;
+    }
+    if kind != Kind::Redis {
+        only(t.cluster.is_some(), "cluster", "redis")?;
+    }
+    if sql {
         // Aurora's own figures come from the database, not CloudWatch.
         only(
             t.aws_reported_every.is_some(),
             "aws_reported_every",
-            "dynamodb and s3",
+            "dynamodb, s3 and redis",
         )?;
     }
     let aws_reported_every = match sql {
@@ -446,6 +455,9 @@ fn target(
         None => Auth::Url,
         Some(a) => auth(cx, a, &key("auth"))?,
     };
+    if kind == Kind::Redis {
+        redis_iam(cx, spanned, &auth, &source, &replicas, &key)?;
+    }
     Ok(TargetConfig {
         name: name_s,
         kind,
@@ -461,6 +473,7 @@ fn target(
         max_pending,
         auth,
         ca_bundle: t.ca_bundle.as_ref().map(|s| s.get_ref().clone()),
+        cluster: t.cluster.unwrap_or(false),
         aws_reported_every,
     })
 }
@@ -519,12 +532,34 @@ fn endpoint(
         Kind::Dynamodb => {
             forbid(&e.bucket, "bucket")?;
             forbid(&e.url, "url")?;
+            forbid(&e.replication_group, "replication_group")?;
         }
         Kind::S3 => {
             need(&e.bucket, "bucket", "add bucket = \"<bucket name>\"")?;
             forbid(&e.url, "url")?;
+            forbid(&e.replication_group, "replication_group")?;
+        }
+        Kind::Redis => {
+            need(
+                &e.url,
+                "url",
+                "add url = \"rediss://primary.example.cache.amazonaws.com:6379\"",
+            )?;
+            forbid(&e.bucket, "bucket")?;
+            let url = e.url.as_deref().unwrap_or("");
+            // The client's own parser, so the probe can never meet a URL it refuses.
+            let parses = redis::IntoConnectionInfo::into_connection_info(url).is_ok();
+            if !(url.starts_with("rediss://") || url.starts_with("redis://")) || !parses {
+                return Err(cx.err_at(
+                    at,
+                    &format!("{key}.url"),
+                    &format!("`{}` is not a redis URL", super::redact_url(url)),
+                    "write it like \"rediss://user@host:6379\" (rediss:// is TLS; redis:// only for a store without TLS in transit)",
+                ));
+            }
         }
         Kind::Postgres | Kind::Mysql => {
+            forbid(&e.replication_group, "replication_group")?;
             need(
                 &e.url,
                 "url",
@@ -566,8 +601,52 @@ fn endpoint(
         region,
         bucket: e.bucket.clone(),
         url: e.url.clone(),
+        replication_group: e.replication_group.clone(),
         endpoint_url: e.endpoint_url.clone(),
     })
+}
+
+/// Redis with `auth = { iam = true }`: the token is signed for a user (the
+/// URL's) and a replication group (each endpoint's), so both must be there.
+fn redis_iam(
+    cx: &Ctx,
+    t: &Spanned<RawTarget>,
+    auth: &Auth,
+    source: &Endpoint,
+    replicas: &[Endpoint],
+    key: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if *auth != Auth::Iam {
+        return Ok(());
+    }
+    let at = Some(t.span().start);
+    let sides = std::iter::once(("source", source)).chain(replicas.iter().map(|r| ("replicas", r)));
+    for (side, e) in sides {
+        let url = e.url.as_deref().unwrap_or("");
+        let user = url::Url::parse(url)
+            .map(|u| u.username().to_string())
+            .unwrap_or_default();
+        if user.is_empty() {
+            return Err(cx.err_at(
+                at,
+                &key(&format!("{side}.url")),
+                &format!(
+                    "`{}` names no user, and IAM authentication signs its token for one",
+                    super::redact_url(url)
+                ),
+                "put the ElastiCache user id in the URL: rediss://rpo-agent@host:6379",
+            ));
+        }
+        if e.replication_group.is_none() {
+            return Err(cx.err_at(
+                at,
+                &key(&format!("{side}.replication_group")),
+                "missing: IAM authentication signs its token for the replication group",
+                "add replication_group = \"<the ElastiCache replication group id of this endpoint>\"",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn auth(cx: &Ctx, sp: &Spanned<RawAuth>, key: &str) -> Result<Auth, ConfigError> {

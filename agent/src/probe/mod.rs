@@ -5,7 +5,9 @@
 //! replica. That keeps every backend small and lets the same tracker and poll
 //! planner serve them all.
 
+pub mod credentials;
 pub mod dynamodb;
+pub mod redis;
 pub mod s3;
 pub mod sql;
 

@@ -4,16 +4,15 @@
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::provider::ProvideCredentials;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::ConnectOptions;
 
 use super::errors::{from_sqlx, timeout};
 use super::{iam, Engine};
-use crate::aws::AwsPlumbing;
 use crate::config::Auth;
 use crate::error::ProbeError;
+use crate::probe::credentials::{password_of_secret, Credentials};
 
 /// Longest wait for a connection from the pool (this includes connecting,
 /// and retrying a refused connection): the canary interval, within 1–3 s,
@@ -352,18 +351,6 @@ pub async fn aurora_lags(pool: &Pool) -> Result<Vec<(String, &'static str, f64)>
     Ok(out)
 }
 
-/// Where the password comes from.
-pub struct Credentials {
-    pub auth: Auth,
-    /// AWS endpoint override (Secrets Manager in the lab), from the endpoint.
-    pub endpoint_url: Option<String>,
-    /// The process's shared AWS plumbing (Secrets Manager client, the
-    /// credential chain for IAM tokens). `GetSecretValue` calls count in
-    /// `rpo_api_requests_total` for `target`, as every other AWS call does.
-    pub aws: AwsPlumbing,
-    pub target: String,
-}
-
 impl Credentials {
     /// The password to use for a node (None: keep the URL's own, or none).
     /// `region` is the node's region (IAM tokens are signed for it).
@@ -375,85 +362,19 @@ impl Credentials {
     ) -> Result<Option<String>, ProbeError> {
         match &self.auth {
             Auth::Url => Ok(None),
-            Auth::PasswordEnv(var) => match std::env::var(var) {
-                Ok(p) => Ok(Some(p)),
-                Err(_) => Err(ProbeError::config(
-                    "connect",
-                    "password_env_unset",
-                    format!("{what}: environment variable {var} (auth.password_env) is not set"),
-                )),
-            },
-            Auth::SecretArn(arn) => self.secret(arn, what).await.map(Some),
+            Auth::PasswordEnv(var) => self.env_password(var, what).map(Some),
+            Auth::SecretArn(arn) => {
+                let text = self.secret(arn, what).await?;
+                Ok(Some(password_of_secret(&text)))
+            }
             Auth::Iam => {
-                let sdk = self
-                    .aws
-                    .sdk_config(region, self.endpoint_url.as_deref())
-                    .await;
-                let provider = sdk.credentials_provider().ok_or_else(|| {
-                    ProbeError::config(
-                        "connect",
-                        "no_credentials",
-                        format!("{what}: auth = {{ iam = true }} needs AWS credentials, none are configured"),
-                    )
-                })?;
-                let creds = provider.provide_credentials().await.map_err(|e| {
-                    ProbeError::config(
-                        "connect",
-                        "no_credentials",
-                        format!("{what}: no AWS credentials for the IAM auth token: {e}"),
-                    )
-                })?;
+                let creds = self.aws_credentials(region, what).await?;
                 let (host, port, user) = host_port_user(o);
                 iam::token(&creds, region, &host, port, &user, SystemTime::now())
                     .map(Some)
                     .map_err(|e| ProbeError::config("connect", "iam_token", format!("{what}: {e}")))
             }
         }
-    }
-
-    async fn secret(&self, arn: &str, what: &str) -> Result<String, ProbeError> {
-        // arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME
-        let region = arn.split(':').nth(3).unwrap_or("us-east-1");
-        let client = self
-            .aws
-            .secretsmanager(region, self.endpoint_url.as_deref())
-            .await;
-        let out = client
-            .get_secret_value()
-            .secret_id(arn)
-            .customize()
-            .interceptor(self.aws.counter(&self.target, "secretsmanager", region))
-            .send()
-            .await
-            .map_err(|e| {
-                let mut err = crate::aws::errors::from_sdk("GetSecretValue", &e);
-                err.message = format!("{what}: secret {arn}: {}", err.message);
-                if err.code.contains("NotFound") || err.code.contains("AccessDenied") {
-                    err.class = crate::error::ErrorClass::Config;
-                }
-                err
-            })?;
-        let text = out.secret_string().ok_or_else(|| {
-            ProbeError::config(
-                "GetSecretValue",
-                "bad_secret",
-                format!("{what}: secret {arn} has no SecretString"),
-            )
-        })?;
-        Ok(password_of_secret(text))
-    }
-}
-
-/// A secret is either JSON with `password` (RDS-managed secrets) or the
-/// password itself.
-pub fn password_of_secret(text: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(m)) => m
-            .get("password")
-            .and_then(|p| p.as_str())
-            .unwrap_or(text)
-            .to_string(),
-        _ => text.to_string(),
     }
 }
 
@@ -488,14 +409,5 @@ mod tests {
             &["ssl-mode"]
         ));
         assert!(!has_param("mysql://h/db?x=1", &["ssl-mode"]));
-    }
-
-    #[test]
-    fn secrets_may_be_json_or_plain() {
-        assert_eq!(
-            password_of_secret(r#"{"username":"rpo","password":"s3cr3t"}"#),
-            "s3cr3t"
-        );
-        assert_eq!(password_of_secret("plain"), "plain");
     }
 }

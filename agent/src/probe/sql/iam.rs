@@ -1,19 +1,11 @@
 //! IAM database authentication: a SigV4-presigned `rds-db:connect` URL used as
 //! the password. Tokens live 15 minutes; the probe renews them well before.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 
-/// How long a token is valid (the service maximum).
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
-/// Renew after this age, so a pool never connects with an expiring token.
-pub const RENEW_AFTER: Duration = Duration::from_secs(600);
+pub use crate::aws::presign::RENEW_AFTER;
 
 /// Builds the token for `user` at `host:port` in `region`, signed at `now`.
 pub fn token(
@@ -24,52 +16,21 @@ pub fn token(
     user: &str,
     now: SystemTime,
 ) -> Result<String, String> {
-    let identity: Identity = creds.clone().into();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(TOKEN_LIFETIME);
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("rds-db")
-        .time(now)
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let base = format!(
-        "https://{host}:{port}/?Action=connect&DBUser={}",
-        encode(user)
-    );
-    let req = SignableRequest::new("GET", &base, std::iter::empty(), SignableBody::Bytes(&[]))
-        .map_err(|e| e.to_string())?;
-    let (instructions, _sig) = sign(req, &params).map_err(|e| e.to_string())?.into_parts();
-    let mut out = format!("{host}:{port}/?Action=connect&DBUser={}", encode(user));
-    for (k, v) in instructions.params() {
-        out.push('&');
-        out.push_str(k);
-        out.push('=');
-        out.push_str(&encode(v));
-    }
-    Ok(out)
-}
-
-/// SigV4 percent-encoding: everything but unreserved characters.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::aws::presign::connect_token(
+        creds,
+        region,
+        "rds-db",
+        "https",
+        &format!("{host}:{port}"),
+        &[("Action", "connect"), ("DBUser", user)],
+        now,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn token_has_the_rds_db_connect_shape() {

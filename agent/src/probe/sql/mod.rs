@@ -27,10 +27,11 @@ use tracing::{info, warn};
 
 use crate::aws::AwsPlumbing;
 use crate::config::{redact_url, Auth, Endpoint, Kind, TargetConfig};
+use crate::probe::credentials::Credentials;
 use crate::probe::{Canary, Probe, ProbeError, Roles, StoreFigure, StoredCanaries, StoredCanary};
 use crate::route::Route;
 use crate::tracker::Observation;
-use conn::{Credentials, Options, Pool};
+use conn::{Options, Pool};
 
 /// How often Aurora's own lag views are read.
 const AURORA_EVERY: Duration = Duration::from_secs(10);
