@@ -39,7 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 # Components start in this order (later ones get the env of earlier ones: monitoring may
 # want to scrape what the others expose); unknown extra lab_*.py files come after.
-PREFERRED_ORDER = ["aws", "sql", "monitoring"]
+PREFERRED_ORDER = ["aws", "sql", "monitoring", "redis", "redis-cluster"]
 STOP_GRACE_SECONDS = 3.0
 
 
@@ -181,7 +181,7 @@ def running_pids(state: dict[str, Any]) -> list[int]:
 # ---- components -------------------------------------------------------------------------------
 
 def available_components() -> list[str]:
-    found = sorted(p.stem[len("lab_"):] for p in HERE.glob("lab_*.py"))
+    found = sorted(p.stem[len("lab_"):].replace("_", "-") for p in HERE.glob("lab_*.py"))
     return [c for c in PREFERRED_ORDER if c in found] + [c for c in found if c not in PREFERRED_ORDER]
 
 
@@ -190,9 +190,9 @@ def import_component(name: str, required: bool):
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     try:
-        return importlib.import_module(f"lab_{name}")
+        return importlib.import_module(f"lab_{name.replace('-', '_')}")
     except ModuleNotFoundError as e:
-        if e.name == f"lab_{name}" and not required:
+        if e.name == f"lab_{name.replace('-', '_')}" and not required:
             return None
         raise
 
@@ -214,8 +214,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         for name in names:
             mod = import_component(name, required=requested is not None)
-            if mod is None:
-                continue
+            if mod is None or (requested is None and not getattr(mod, "DEFAULT", True)):
+                continue  # missing, or opt-in (DEFAULT = False) and not named in --components
             t0 = time.monotonic()
             result = mod.up(lab_dir, dict(env), args) or {}
             state["order"].append(name)
