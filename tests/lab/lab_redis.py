@@ -221,10 +221,10 @@ def wait_link_up(port: int, timeout: float = 20.0, what: str = "replica") -> Non
 # --------------------------------------------------------------------------- relay
 
 def start_relay(base: pathlib.Path, name: str, listen: int, upstream: int, control: int,
-                ground_truth: pathlib.Path, delay_ms: float = 0) -> int:
+                ground_truth: pathlib.Path, delay_ms: float = 0, tls_port: int = 0) -> int:
     log = base / f"relay-{name}.log"
     pid = spawn([sys.executable, str(HERE / "redis_relay.py"), "--listen", str(listen),
-                 "--upstream-port", str(upstream), "--control", str(control), "--name", name,
+                 "--upstream-port", str(upstream), "--upstream-tls-port", str(tls_port), "--control", str(control), "--name", name,
                  "--ground-truth", str(ground_truth), "--delay-ms", str(delay_ms)], log)
     wait_http(f"http://127.0.0.1:{control}/healthz", 10, pid=pid, log_path=log)
     return pid
@@ -307,7 +307,7 @@ def up(dir: pathlib.Path, env: dict, args=None) -> dict:  # noqa: A002 (labctl's
         for role in ROLES:
             write_node(base, nodes[role], pki)
         state["relay_pid"] = start_relay(base, "redis", ports["relay_port"], ports["primary_port"],
-                                         ports["control_port"], gt)
+                                         ports["control_port"], gt, tls_port=ports["primary_tls_port"])
         for role in ROLES:
             start_node(nodes[role])
         _refresh_pids(state)
@@ -399,7 +399,7 @@ def _promote(state: dict, split_brain: bool) -> str:
     call(nodes[new]["port"], "CONFIG", "REWRITE")  # a restart keeps the new role
     if split_brain:
         return f"redis: {new} promoted; {old} stays a master (split brain: two masters)"
-    relay_call(ports["control_port"], f"/upstream?port={nodes[new]['port']}")
+    relay_call(ports["control_port"], f"/upstream?port={nodes[new]['port']}&tls_port={nodes[new]['tls_port']}")
     if node_running(nodes[old]):
         call(nodes[old]["port"], "REPLICAOF", "127.0.0.1", ports["relay_port"])
         call(nodes[old]["port"], "CONFIG", "REWRITE")

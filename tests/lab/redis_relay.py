@@ -6,7 +6,13 @@ once. So the lab puts this relay on the replication link (the replica's `replica
 it) and delays the primary→replica bytes. Started by tests/lab/lab_redis.py (and
 lab_redis_cluster.py, one relay per shard); standard library only.
 
-* Every accepted connection gets its own connection to the upstream (the primary's plain port).
+* Every accepted connection gets its own connection to the upstream (the primary's plain port;
+  a connection that starts with a TLS ClientHello goes to --upstream-tls-port instead, as an
+  undelayed pipe: in the cluster the masters announce the relay port, so clients following
+  CLUSTER SLOTS come through here too).
+* A plain connection is a replication link from the moment the downstream side sends
+  PSYNC/SYNC; before that (PING, AUTH, REPLCONF) and for any other client it is a plain pipe.
+  On a replication link:
 * replica→primary bytes are forwarded at once (held only while stalled).
 * primary→replica bytes: each chunk is stamped on arrival and written at arrival + delay
   (the delay in force when it is due, so lowering the delay releases overdue chunks at once),
@@ -20,7 +26,7 @@ lab_redis_cluster.py, one relay per shard); standard library only.
 Control (HTTP on 127.0.0.1:CONTROL, GET or POST, JSON answers):
   /delay?ms=700   set the delay (GET /delay without ms: show it)
   /stall, /resume
-  /upstream?port=N[&host=H]   new connections go there (a promote swaps the direction)
+  /upstream?port=N[&tls_port=T][&host=H]   new connections go there (a promote swaps the direction)
   /status         {"delay_ms","stalled","bytes","bytes_to_primary","connections",...}
   /healthz
 
@@ -35,6 +41,7 @@ import asyncio
 import collections
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -48,6 +55,7 @@ class Relay:
     def __init__(self, args: argparse.Namespace):
         self.name = args.name
         self.upstream = (args.upstream_host, args.upstream_port)
+        self.upstream_tls = args.upstream_tls_port
         self.delay = args.delay_ms / 1000.0
         self.stalled = False
         self.changed = asyncio.Event()  # set (then replaced) on delay/stall/resume changes
@@ -77,8 +85,23 @@ class Relay:
             "received_at": received_at, "forwarded_at": forwarded_at, "relay": self.name}) + "\n")
 
     async def handle(self, r_reader: asyncio.StreamReader, r_writer: asyncio.StreamWriter) -> None:
+        # A Redis client always speaks first: a TLS ClientHello (0x16) goes, untouched and
+        # undelayed, to the upstream's TLS port (cluster clients following CLUSTER SLOTS land
+        # here); anything else to the plain port.
         try:
-            p_reader, p_writer = await asyncio.open_connection(*self.upstream)
+            first = await r_reader.read(65536)
+        except (ConnectionError, OSError):
+            first = b""
+        if not first:
+            r_writer.close()
+            return
+        tls = first[:1] == b"\x16"
+        if tls and not self.upstream_tls:
+            r_writer.close()
+            return
+        try:
+            p_reader, p_writer = await asyncio.open_connection(
+                self.upstream[0], self.upstream_tls if tls else self.upstream[1])
         except OSError:
             r_writer.close()  # the primary is down: the replica retries (every second)
             return
@@ -86,7 +109,8 @@ class Relay:
             sock = w.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        link = Link(self, r_reader, r_writer, p_reader, p_writer)
+        link = Link(self, r_reader, r_writer, p_reader, p_writer, passthrough=tls)
+        link.up_bytes(first)
         self.links.add(link)
         self.connections += 1
         self.connections_total += 1
@@ -98,10 +122,15 @@ class Relay:
 
 
 class Link:
-    """One replica connection and its upstream connection."""
+    """One accepted connection and its upstream connection. It is a replication link (delayed,
+    stalled, parsed) from the moment the downstream side sends PSYNC/SYNC; before that (the
+    replica's PING/AUTH/REPLCONF, or any other client) and for TLS it is a plain pipe."""
 
-    def __init__(self, relay: Relay, r_reader, r_writer, p_reader, p_writer):
+    def __init__(self, relay: Relay, r_reader, r_writer, p_reader, p_writer, passthrough=False):
         self.relay = relay
+        self.passthrough = passthrough
+        self.replication = False
+        self.sniff = b""
         self.r_reader, self.r_writer = r_reader, r_writer
         self.p_reader, self.p_writer = p_reader, p_writer
         self.down_q: collections.deque = collections.deque()  # (arrival, bytes|EOF, canaries)
@@ -109,6 +138,15 @@ class Link:
         self.down_wake = asyncio.Event()
         self.up_wake = asyncio.Event()
         self.parser = ReplStreamParser()
+
+    def up_bytes(self, chunk: bytes) -> None:
+        """Queue downstream->upstream bytes; notice a PSYNC/SYNC (the link turns replication)."""
+        if not self.passthrough and not self.replication:
+            self.sniff = (self.sniff + chunk)[-64:]
+            if re.search(rb"(?i)\r\n(p?sync)\r\n|^(p?sync)\b", self.sniff):
+                self.replication = True
+        self.up_q.append((time.time(), chunk, []))
+        self.up_wake.set()
 
     def queued_bytes(self) -> int:
         return sum(len(c) for _, c, _ in self.down_q if c is not EOF)
@@ -140,8 +178,12 @@ class Link:
                 queue.append((now, EOF, []))
                 wake.set()
                 return
-            canaries = self.parser.feed(chunk) if parse else []
-            queue.append((now, chunk, canaries))
+            if not parse:
+                self.up_bytes(chunk)
+                continue
+            # Bytes from the primary: delayed only once the link is a replication link.
+            canaries = self.parser.feed(chunk) if self.replication else []
+            queue.append((now if self.replication else None, chunk, canaries))
             wake.set()
 
     async def release(self, queue, wake, writer, delayed: bool) -> None:
@@ -151,11 +193,11 @@ class Link:
                 wake.clear()
                 await wake.wait()
                 continue
-            if relay.stalled:
+            arrival, chunk, canaries = queue[0]
+            if relay.stalled and self.replication:
                 await relay.changed.wait()
                 continue
-            arrival, chunk, canaries = queue[0]
-            if delayed:
+            if delayed and arrival is not None:
                 wait = arrival + relay.delay - time.time()
                 if wait > 0:
                     changed = relay.changed
@@ -179,11 +221,11 @@ class Link:
             except (ConnectionError, OSError, RuntimeError):
                 return
             forwarded = time.time()
-            if delayed:
+            if delayed and arrival is not None:
                 relay.bytes_down += len(chunk)
                 for key, value in canaries:
                     relay.record(key, value, arrival, forwarded)
-            else:
+            elif not delayed:
                 relay.bytes_up += len(chunk)
             if writer.transport.get_write_buffer_size() > 1 << 20:
                 try:
@@ -328,6 +370,7 @@ async def control(relay: Relay, reader: asyncio.StreamReader, writer: asyncio.St
             relay.notify()
         elif url.path == "/upstream":
             relay.upstream = (q.get("host", "127.0.0.1"), int(q["port"]))
+            relay.upstream_tls = int(q.get("tls_port", 0))
         elif url.path == "/healthz":
             body = {"ok": True}
         elif url.path != "/status":
@@ -370,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--listen", type=int, required=True)
     ap.add_argument("--upstream-host", default="127.0.0.1")
     ap.add_argument("--upstream-port", type=int, required=True)
+    ap.add_argument("--upstream-tls-port", type=int, default=0, help="where TLS clients go (0: refused)")
     ap.add_argument("--control", type=int, required=True)
     ap.add_argument("--name", default="redis")
     ap.add_argument("--ground-truth", required=True)
