@@ -40,13 +40,17 @@ def _cluster_extra(node: dict, announce_port: int) -> list[str]:
     return ["cluster-enabled yes",
             f"cluster-config-file {node['dir']}/nodes.conf",
             f"cluster-port {node['bus_port']}",
-            "cluster-node-timeout 5000",
+            "cluster-node-timeout 2000",  # nodes ping each other at least every second: topology in ~3 s
             "tls-cluster no",  # plain bus (a TLS bus would want client certificates)
             "cluster-announce-ip 127.0.0.1",
             f"cluster-announce-port {announce_port}",
             f"cluster-announce-bus-port {node['bus_port']}",
             # The lab never fails over by itself (a stall must not become a failover).
-            "cluster-replica-no-failover yes"]
+            "cluster-replica-no-failover yes",
+            # CLUSTER SLOTS leaves out a replica whose replication offset is still 0, i.e.
+            # until its master propagated anything: the master's replication PING (default
+            # every 10 s) is the first thing; every second gets the topology complete sooner.
+            "repl-ping-replica-period 1"]
 
 
 def _wait(pred, timeout: float, what: str) -> None:
