@@ -10,6 +10,7 @@ pub mod https;
 pub mod lab;
 pub mod metrics;
 pub mod monitoring;
+pub mod redis;
 pub mod sql;
 
 pub use agent::Agent;

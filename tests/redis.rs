@@ -1,0 +1,474 @@
+//! The `redis` probe against the lab's real Redis primary + replica (TLS with
+//! the lab's CA; replication through the lab's delaying relay, which logs
+//! when it received and forwarded every canary: the ground truth). Faults on
+//! the pair disturb every test here, so they take `pair_lock`; the cluster
+//! test has a lab of its own (`--components redis-cluster`).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rpo_integration_tests::redis::*;
+use rpo_integration_tests::sql::{dir, logs_with, measured_lags, sql_config, DST, SRC};
+use rpo_integration_tests::{Agent, Lab};
+
+fn lab() -> &'static Lab {
+    Lab::shared("redis")
+}
+
+fn start(targets: &[String]) -> Agent {
+    Agent::start(&sql_config(targets), &lab().env)
+}
+
+fn l(t: &str) -> Vec<(&'static str, &str)> {
+    vec![("target", t)]
+}
+
+/// Error codes a Redis target may report: a bounded set.
+const CODES: &[&str] = &[
+    "connect",
+    "timeout",
+    "io",
+    "connection_lost",
+    "loading",
+    "read_only",
+    "master_down",
+    "source_read_only",
+    "split_brain",
+    "bad_reply",
+    "error",
+];
+
+/// Every canary after warm-up is measured within 30 ms of how long the relay
+/// held it, with at most 4 reads per canary.
+fn accuracy(t: &str, delay: &str, expected: f64) {
+    let _g = pair_lock();
+    let delayed = lab().fault_until_drop(&["redis", "delay", delay], &["redis", "delay", "0"]);
+    let agent = start(&[lab_redis_target(lab(), t, "1s", "")]);
+    std::thread::sleep(Duration::from_secs(6));
+    let reads0 = agent.value("rpo_replica_reads_total", &l(t)).unwrap_or(0.0);
+    let seen0 = agent
+        .value("rpo_canaries_observed_total", &l(t))
+        .unwrap_or(0.0);
+    let warm = measured_lags(&agent, t).len();
+    std::thread::sleep(Duration::from_secs(14));
+    // Taken while the delay holds: once it is undone, the canary in flight
+    // arrives at once and is rightly measured below it.
+    let reads = agent.value("rpo_replica_reads_total", &l(t)).unwrap() - reads0;
+    let seen = agent.value("rpo_canaries_observed_total", &l(t)).unwrap() - seen0;
+    let measured = measured_lags(&agent, t);
+    delayed.undo();
+    let truth: std::collections::HashMap<u64, f64> =
+        relay_truth(lab(), "REDIS_GROUND_TRUTH", &format!("rpo-canary:it:{t}"))
+            .into_iter()
+            .map(|(seq, _, held)| (seq, held))
+            .collect();
+    let rows: Vec<(u64, f64, f64)> = measured[warm..]
+        .iter()
+        .filter_map(|(seq, lag)| truth.get(seq).map(|g| (*seq, *lag, *g)))
+        .collect();
+    assert!(
+        rows.len() >= 8,
+        "{t}: only {} canaries matched the relay's log ({} measured)",
+        rows.len(),
+        measured.len() - warm
+    );
+    let mut errors: Vec<f64> = rows.iter().map(|(_, m, g)| (m - g).abs()).collect();
+    errors.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{t}: delay {delay}: {} canaries, |error| median {:.1} ms max {:.1} ms; reads/canary {:.2}",
+        rows.len(),
+        errors[errors.len() / 2] * 1e3,
+        errors[errors.len() - 1] * 1e3,
+        reads / seen
+    );
+    for (seq, m, g) in &rows {
+        assert!(
+            (m - g).abs() <= 0.030,
+            "{t}: canary {seq}: measured {m:.4} s, the relay held it {g:.4} s ({rows:?})"
+        );
+        assert!(
+            (g - expected).abs() <= 0.030,
+            "{t}: the relay held canary {seq} {g:.4} s, not {expected} s"
+        );
+    }
+    assert!(
+        reads / seen <= 4.0,
+        "{t}: {} reads per canary",
+        reads / seen
+    );
+}
+
+#[test]
+fn lag_is_the_relays_300ms_delay_within_30ms() {
+    accuracy("acc-300ms", "300ms", 0.300);
+}
+
+#[test]
+fn lag_is_the_relays_2s_delay_within_30ms() {
+    accuracy("acc-2s", "2s", 2.000);
+}
+
+#[test]
+fn a_20s_stall_grows_rpo_one_second_per_second_and_recovers_within_two_intervals() {
+    let _g = pair_lock();
+    let t = "stall";
+    let agent = start(&[lab_redis_target(lab(), t, "1s", "")]);
+    agent
+        .wait_value(
+            "rpo_canaries_observed_total",
+            &l(t),
+            Duration::from_secs(15),
+            |v| v >= 3.0,
+        )
+        .unwrap();
+    let stall = lab().fault_until_drop(&["redis", "stall"], &["redis", "resume"]);
+    let stalled = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let (t1, r1) = (Instant::now(), agent.value("rpo_seconds", &l(t)).unwrap());
+    std::thread::sleep(Duration::from_secs(15));
+    let (t2, r2) = (Instant::now(), agent.value("rpo_seconds", &l(t)).unwrap());
+    let rate = (r2 - r1) / (t2 - t1).as_secs_f64();
+    assert!(
+        (0.9..=1.1).contains(&rate),
+        "{t}: rpo grew {rate} s/s ({r1} → {r2})"
+    );
+    // The oldest unseen canary is the first written after the stall began (up
+    // to one interval later); the gauge is refreshed every 250 ms.
+    let age = (t2 - stalled).as_secs_f64();
+    assert!(
+        (age - 1.5..=age + 0.5).contains(&r2),
+        "{t}: rpo {r2} after {age:.3} s of stall"
+    );
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(stalled.elapsed()));
+    stall.undo();
+    let resumed = Instant::now();
+    let r = agent
+        .wait_value("rpo_seconds", &l(t), Duration::from_secs(2), |v| v < 0.5)
+        .unwrap();
+    assert!(
+        r < 0.5,
+        "{t}: rpo still {r} s {:?} after resume (two intervals)",
+        resumed.elapsed()
+    );
+    println!(
+        "{t}: stall 20 s: rpo grew {rate:.3} s/s, back to {r:.3} s {:?} after resume",
+        resumed.elapsed()
+    );
+    assert_eq!(agent.value("rpo_canaries_lost_total", &l(t)), Some(0.0));
+}
+
+#[test]
+fn restarts_of_either_node_reconnect_by_themselves_and_errors_are_counted_by_code() {
+    let _g = pair_lock();
+    let t = "restart";
+    let mut agent = start(&[lab_redis_target(lab(), t, "500ms", "")]);
+    let up = |agent: &Agent| {
+        agent.wait_value("rpo_probe_up", &l(t), Duration::from_secs(20), |v| v == 1.0)
+    };
+    assert_eq!(up(&agent), Some(1.0));
+    for role in ["primary", "replica"] {
+        let before = agent.value("rpo_canaries_observed_total", &l(t)).unwrap();
+        let stopped = lab().fault_until_drop(&["redis", "stop", role], &["redis", "start", role]);
+        std::thread::sleep(Duration::from_secs(3));
+        stopped.undo();
+        let t0 = Instant::now();
+        assert_eq!(
+            up(&agent),
+            Some(1.0),
+            "{t}: no recovery after the {role}'s restart"
+        );
+        let seen = agent
+            .wait_value(
+                "rpo_canaries_observed_total",
+                &l(t),
+                Duration::from_secs(20),
+                |v| v >= before + 3.0,
+            )
+            .unwrap();
+        assert!(
+            seen >= before + 3.0,
+            "{t}: no canaries after the {role} restarted"
+        );
+        println!(
+            "{t}: {role} stopped 3 s: probe up again {:?} after its start",
+            t0.elapsed()
+        );
+    }
+    assert!(agent.is_running());
+    let errors: Vec<(String, String, f64)> = agent
+        .metrics()
+        .into_iter()
+        .filter(|s| s.name == "rpo_probe_errors_total" && s.label("target") == Some(t))
+        .map(|s| {
+            (
+                s.label("op").unwrap().to_string(),
+                s.label("code").unwrap().to_string(),
+                s.value,
+            )
+        })
+        .collect();
+    println!("{t}: errors {errors:?}");
+    assert!(
+        errors.iter().any(|(op, ..)| op == "write" || op == "role"),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|(op, ..)| op == "read"), "{errors:?}");
+    for (_, code, _) in &errors {
+        assert!(
+            CODES.contains(&code.as_str()),
+            "{t}: unbounded error code {code}"
+        );
+    }
+    assert_eq!(agent.terminate(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn a_promoted_replica_is_split_brain_until_the_old_primary_follows_it_then_the_direction_swaps() {
+    let _g = pair_lock();
+    let t = "failover";
+    let agent = start(&[lab_redis_target(lab(), t, "1s", "")]);
+    let fwd = dir(t, SRC, DST);
+    let back = dir(t, DST, SRC);
+    agent
+        .wait_value(
+            "rpo_canaries_observed_total",
+            &fwd,
+            Duration::from_secs(20),
+            |v| v >= 3.0,
+        )
+        .unwrap();
+    assert_eq!(agent.value("rpo_direction_changes_total", &l(t)), Some(0.0));
+
+    // Both nodes masters: split brain, reported, no swap.
+    lab().fault(&["redis", "promote", "--split-brain"]);
+    let mut split = fwd.clone();
+    split.push(("code", "split_brain"));
+    let v = agent.wait_value(
+        "rpo_probe_errors_total",
+        &split,
+        Duration::from_secs(5),
+        |v| v >= 2.0,
+    );
+    assert!(
+        v.is_some_and(|v| v >= 2.0),
+        "split brain not reported: {:?}",
+        logs_with(&agent, t, "")
+    );
+    assert!(logs_with(&agent, t, "SPLIT BRAIN")
+        .iter()
+        .all(|l| l["level"] == "ERROR"));
+    assert_eq!(agent.value("rpo_probe_up", &fwd), Some(0.0));
+    assert_eq!(agent.value("rpo_direction_changes_total", &l(t)), Some(0.0));
+
+    // The old primary becomes the new one's replica (Global Datastore's
+    // failover): the agent follows within two intervals.
+    let t0 = Instant::now();
+    lab().fault(&["redis", "promote"]);
+    let swapped = agent.wait_log(Duration::from_secs(2), |l| {
+        l["target"] == t
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("replication direction changed"))
+    });
+    assert!(
+        swapped.is_some(),
+        "no direction change within two intervals: {:?}",
+        logs_with(&agent, t, "")
+    );
+    println!(
+        "{t}: direction changed {:?} after the promotion",
+        t0.elapsed()
+    );
+    assert_eq!(agent.value("rpo_direction_changes_total", &l(t)), Some(1.0));
+    let seen = agent.wait_value(
+        "rpo_canaries_observed_total",
+        &back,
+        Duration::from_secs(20),
+        |v| v >= 2.0,
+    );
+    assert!(
+        seen.is_some_and(|v| v >= 2.0),
+        "no canary measured in the new direction: {:?}",
+        logs_with(&agent, t, "")
+    );
+    assert_eq!(agent.value("rpo_seconds", &fwd), None);
+
+    // And back, so the pair is as the other tests expect it.
+    lab().fault(&["redis", "promote"]);
+    let back_again = agent.wait_value(
+        "rpo_direction_changes_total",
+        &l(t),
+        Duration::from_secs(5),
+        |v| v >= 2.0,
+    );
+    assert_eq!(back_again, Some(2.0));
+    let seen = agent
+        .value("rpo_canaries_observed_total", &fwd)
+        .unwrap_or(0.0);
+    assert!(agent
+        .wait_value(
+            "rpo_canaries_observed_total",
+            &fwd,
+            Duration::from_secs(20),
+            |v| v >= seen + 2.0
+        )
+        .is_some_and(|v| v >= seen + 2.0));
+}
+
+#[test]
+fn tls_is_verified_with_the_lab_ca_and_refusals_are_configuration_problems_without_secrets() {
+    // Undisturbed pair needed: the good targets must see canaries.
+    let _g = pair_lock();
+    let lab = lab();
+    let ca = lab.get("REDIS_CA");
+    let user_pw = lab.get("REDIS_USER_PASSWORD");
+    let with_user = |k: &str| {
+        lab.get(k)
+            .replace("rediss://", &format!("rediss://rpo:{user_pw}@"))
+    };
+    let targets = [
+        lab_redis_target(lab, "tls-auth-token", "1s", ""),
+        // An ACL user with its password in the URL.
+        redis_target(
+            "tls-acl-user",
+            &with_user("REDIS_PRIMARY_URL"),
+            &with_user("REDIS_REPLICA_URL"),
+            "1s",
+            &format!("ca_bundle = \"{ca}\""),
+        ),
+        // The system's public roots do not include the lab CA.
+        redis_target(
+            "tls-wrong-ca",
+            lab.get("REDIS_PRIMARY_URL"),
+            lab.get("REDIS_REPLICA_URL"),
+            "1s",
+            "ca_bundle = \"/etc/ssl/certs/ca-certificates.crt\"\nauth = { password_env = \"REDIS_PASSWORD\" }",
+        ),
+        redis_target(
+            "wrong-password",
+            &with_user("REDIS_PRIMARY_URL").replace(user_pw, "not-the-password"),
+            &with_user("REDIS_REPLICA_URL"),
+            "1s",
+            &format!("ca_bundle = \"{ca}\""),
+        ),
+    ];
+    let mut env = lab.env.clone();
+    env.remove("REDIS_USER_PASSWORD");
+    let agent = Agent::start(&sql_config(&targets), &env);
+    for t in ["tls-auth-token", "tls-acl-user"] {
+        let v = agent.wait_value(
+            "rpo_canaries_observed_total",
+            &l(t),
+            Duration::from_secs(20),
+            |v| v >= 2.0,
+        );
+        assert!(
+            v.is_some_and(|v| v >= 2.0),
+            "{t}: no canary observed over TLS; logs {:?}",
+            logs_with(&agent, t, "")
+        );
+    }
+    for (t, code, hint) in [
+        ("tls-wrong-ca", "tls", "ca_bundle"),
+        ("wrong-password", "auth", "password"),
+    ] {
+        let line = agent
+            .wait_log(Duration::from_secs(20), |v| {
+                v["target"] == t && v["code"] == code
+            })
+            .unwrap_or_else(|| panic!("{t}: no {code} error: {:?}", logs_with(&agent, t, "")));
+        let msg = line["message"].as_str().unwrap();
+        println!("{t}: {} {msg}", line["level"]);
+        assert_eq!(line["level"], "ERROR", "{line}");
+        assert!(
+            msg.contains("configuration problem") && msg.contains(hint),
+            "{msg}"
+        );
+        assert_eq!(
+            agent
+                .value("rpo_canaries_written_total", &l(t))
+                .unwrap_or(0.0),
+            0.0
+        );
+        assert!(
+            agent
+                .value("rpo_probe_errors_total", &[("target", t), ("code", code)])
+                .unwrap()
+                >= 1.0
+        );
+    }
+    // No password anywhere the agent shows.
+    let (_, status) = agent.get("/status.json").unwrap();
+    let (_, metrics) = agent.get("/metrics").unwrap();
+    let logs: String = agent.logs().iter().map(|l| l.to_string()).collect();
+    for secret in [lab.get("REDIS_PASSWORD"), user_pw, "not-the-password"] {
+        for (what, text) in [
+            ("logs", &logs),
+            ("/metrics", &metrics),
+            ("/status.json", &status),
+        ] {
+            assert!(!text.contains(secret), "a password in {what}");
+        }
+    }
+}
+
+fn cluster_lab() -> &'static Lab {
+    static LAB: OnceLock<Lab> = OnceLock::new();
+    LAB.get_or_init(|| Lab::start("redis-cluster"))
+}
+
+#[test]
+fn in_cluster_mode_a_delay_on_one_shard_is_the_targets_lag() {
+    let lab = cluster_lab();
+    let t = "cluster";
+    let target = redis_target(
+        t,
+        lab.get("REDIS_CLUSTER_PRIMARY_URL"),
+        lab.get("REDIS_CLUSTER_REPLICA_URL"),
+        "1s",
+        &format!(
+            "cluster = true\nca_bundle = \"{}\"\nauth = {{ password_env = \"REDIS_PASSWORD\" }}",
+            lab.get("REDIS_CA")
+        ),
+    );
+    let delayed = lab.fault_until_drop(
+        &["redis-cluster", "delay", "700ms", "--shard", "1"],
+        &["redis-cluster", "delay", "0", "--shard", "1"],
+    );
+    let agent = Agent::start(&sql_config(&[target]), &lab.env);
+    std::thread::sleep(Duration::from_secs(6));
+    let warm = measured_lags(&agent, t).len();
+    std::thread::sleep(Duration::from_secs(10));
+    let measured = measured_lags(&agent, t);
+    delayed.undo();
+    let truth = relay_truth(
+        lab,
+        "REDIS_CLUSTER_GROUND_TRUTH",
+        &format!("rpo-canary:it:{t}:"),
+    );
+    // One key per shard, each through its own shard's relay.
+    let keys: std::collections::BTreeSet<&str> = truth.iter().map(|(_, k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    // The target's lag is the worst shard's: per canary, the longest hold.
+    let mut worst = std::collections::HashMap::<u64, f64>::new();
+    for (seq, _, held) in &truth {
+        let w = worst.entry(*seq).or_insert(0.0);
+        *w = w.max(*held);
+    }
+    let rows: Vec<(f64, f64)> = measured[warm..]
+        .iter()
+        .filter_map(|(seq, lag)| worst.get(seq).map(|g| (*lag, *g)))
+        .collect();
+    assert!(rows.len() >= 6, "{t}: {} canaries matched", rows.len());
+    println!("{t}: shard 1 delayed 700 ms: (measured, worst shard's truth) {rows:?}");
+    for (m, g) in &rows {
+        assert!(
+            (g - 0.700).abs() <= 0.030,
+            "{t}: shard 1's relay held {g} s"
+        );
+        assert!(
+            (m - g).abs() <= 0.030,
+            "{t}: measured {m} s, worst shard {g} s"
+        );
+    }
+}
