@@ -553,6 +553,7 @@ FEATURES = {
                                            for p in ("agent/Cargo.toml", "exporter/Cargo.toml")),
     "sql secret auth": lambda: (ROOT / "agent/src/probe/sql").is_dir(),
     "sql iam auth": lambda: (ROOT / "agent/src/probe/sql").is_dir(),
+    "redis iam auth": lambda: (ROOT / "agent/src/probe/redis").is_dir(),
     "fleet leases": lambda: (ROOT / "agent/src/fleet/lease.rs").exists(),
 }
 ACTIONS = {
@@ -573,7 +574,11 @@ ACTIONS = {
     "cloudwatch:GetMetricData": ("cloudwatch reported lag", ["get_metric_data"], ""),
     "secretsmanager:GetSecretValue": ("sql secret auth", ["get_secret_value"], ""),
     "rds-db:connect": ("sql iam auth", ['"rds-db"'], "signed locally (aws-sigv4), no SDK call"),
+    "elasticache:Connect": ("redis iam auth", ['"elasticache"'], "signed locally (aws-sigv4), no SDK call"),
 }
+# Services whose IAM tokens the agent signs itself: a string literal naming the
+# SigV4 service in the source stands for the call.
+PRESIGNED_SERVICES = ('"rds-db"', '"elasticache"')
 # SDK operations the agent may call that need no IAM grant of the task role.
 NO_GRANT_OPS: set[str] = set()
 # SDK operations only an operator runs, with their own credentials: op ->
@@ -607,8 +612,9 @@ def agent_sdk_calls() -> dict[str, list[str]]:
                 ops = [o for o in re.findall(r"\.([a-z_][a-z0-9_]*)\(\)", chain) if o not in NOT_OPS]
                 if ops:
                     calls.setdefault(ops[0], []).append(rel(f))
-            if '"rds-db"' in text:
-                calls.setdefault('"rds-db"', []).append(rel(f))
+            for service in PRESIGNED_SERVICES:
+                if service in text:
+                    calls.setdefault(service, []).append(rel(f))
     return calls
 
 
@@ -626,6 +632,83 @@ def policy_statements(node) -> list[dict]:
 
 def as_list(v) -> list:
     return v if isinstance(v, list) else [v]
+
+
+# The ACL (access string) of the agent's ElastiCache RBAC user, as deploy/README.md
+# documents it: the canary keys only, and the commands the probe sends.
+REDIS_ACL = "on ~rpo-canary:* +set +get +ttl +role +info +ping +readonly +cluster|shards +cluster|slots"
+REDIS_PARAMS = ("RedisUserId", "RedisSourceReplicationGroup", "RedisReplicaReplicationGroup")
+
+
+def redis_commands() -> dict[str, list[str]]:
+    """Command (lower case, `cmd|sub` for a container command's first argument)
+    -> files, for every `cmd("X")` of the redis probe's non-test source."""
+    out: dict[str, list[str]] = {}
+    base = ROOT / "agent/src/probe/redis"
+    for f in sorted(base.rglob("*.rs")) if base.is_dir() else []:
+        text = re.sub(r"//[^\n]*", "", f.read_text().split("#[cfg(test)]")[0])
+        for m in re.finditer(r'\bcmd\("([A-Za-z]+)"\)(?:\s*\.arg\("([A-Za-z-]+)"\))?', text):
+            name, sub = m.group(1).lower(), (m.group(2) or "").lower()
+            key = f"{name}|{sub}" if name in ("cluster", "client", "config", "command", "object") and sub else name
+            out.setdefault(key, []).append(rel(f))
+    return out
+
+
+def acl_allows(acl: str, command: str) -> bool:
+    rules = acl.split()
+    return f"+{command}" in rules or f"+{command.split('|')[0]}" in rules or "+@all" in rules
+
+
+def check_redis_statement(res: dict) -> None:
+    """elasticache:Connect: only with RedisUserId (HasRedis), on exactly the two
+    replication groups (each in its region) and the user in both regions."""
+    params = res.get("Parameters", {})
+    missing = [p for p in REDIS_PARAMS if (params.get(p) or {}).get("Default") != ""]
+    check(not missing, f"redis parameters {', '.join(REDIS_PARAMS)} exist, default empty (no Redis access)",
+          f"missing or not defaulting to \"\": {missing}")
+    has_redis = res.get("Conditions", {}).get("HasRedis")
+    check(has_redis == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RedisUserId"}, ""]}]},
+          "Condition HasRedis: RedisUserId is set", f"HasRedis is {has_redis!r}")
+    rule = json.dumps(res.get("Rules", {}))
+    check(all(p in rule for p in REDIS_PARAMS),
+          "a Rule refuses RedisUserId without both replication groups", "add one like DbIamNeedsClusters")
+    raw = [x for p in res["Resources"]["TaskRole"]["Properties"].get("Policies", [])
+           for x in as_list(p["PolicyDocument"]["Statement"])]
+    connect = [x for x in raw if "elasticache:Connect" in json.dumps(x)]
+    if not check(len(connect) == 1, "one task role statement grants elasticache:Connect (redis auth = { iam = true })",
+                 f"found {len(connect)}"):
+        return
+    node = connect[0]
+    branches = node.get("Fn::If") if isinstance(node, dict) else None
+    conditional = (isinstance(branches, list) and len(branches) == 3 and branches[0] == "HasRedis"
+                   and branches[2] == {"Ref": "AWS::NoValue"} and isinstance(branches[1], dict))
+    if not check(conditional, "the elasticache:Connect statement exists only when HasRedis (Fn::If, else AWS::NoValue)",
+                 json.dumps(node)[:400]):
+        return
+    stmt = branches[1]
+    resources = as_list(stmt.get("Resource", []))
+    subs = [r.get("Fn::Sub") if isinstance(r, dict) else r for r in resources]
+    arn = "arn:${AWS::Partition}:elasticache:${%s}:${AWS::AccountId}:%s"
+    want = {arn % ("SourceRegion", "replicationgroup:${RedisSourceReplicationGroup}"),
+            arn % ("ReplicaRegion", "replicationgroup:${RedisReplicaReplicationGroup}"),
+            arn % ("SourceRegion", "user:${RedisUserId}"),
+            arn % ("ReplicaRegion", "user:${RedisUserId}")}
+    check(as_list(stmt.get("Action")) == ["elasticache:Connect"] and stmt.get("Effect") == "Allow"
+          and len(subs) == len(want) and set(subs) == want and "*" not in json.dumps(resources),
+          "elasticache:Connect is scoped to the two replication groups (each in its region) and the RBAC user "
+          "in both regions: no other resource, no \"*\"",
+          f"resources: {subs}\nwanted: {sorted(want)}")
+    redis_rs = ROOT / "agent/src/probe/redis/mod.rs"
+    src = redis_rs.read_text() if redis_rs.exists() else ""
+    if (ROOT / "agent/src/probe/redis").is_dir():
+        check('format!("rpo-canary:' in src and "~rpo-canary:*" in REDIS_ACL.split(),
+              "the RBAC user's key pattern ~rpo-canary:* is the redis canary key format (agent/src/probe/redis/mod.rs)",
+              "the agent's keys are rpo-canary:<agent or fleet>:<target>[:{rpoN}]")
+        cmds = redis_commands()
+        denied = {c: f for c, f in cmds.items() if not acl_allows(REDIS_ACL, c)}
+        check(bool(cmds) and not denied,
+              f"the RBAC user's ACL allows every command the redis probe sends ({', '.join(sorted(cmds))})",
+              f"not allowed by {REDIS_ACL!r}: {denied}: add them to REDIS_ACL and deploy/README.md")
 
 
 def check_cloudformation(cfn_lint: str, task_configs: dict) -> None:
@@ -734,6 +817,7 @@ def check_cloudformation(cfn_lint: str, task_configs: dict) -> None:
           "(the canary and lag-hint key formats in canary.rs)",
           f"found {[leading_keys(s) for s in canary_stmts]}; the agent writes rpo-canary#<agent or fleet>#<target> "
           "and rpo-lag-hint#<target>[@region] (agent/src/canary.rs)")
+    check_redis_statement(res)
     lease_param = {"Ref": "FleetLeaseTableName"}
     lease_tables = {k: r for k, r in res["Resources"].items()
                     if r.get("Type") == "AWS::DynamoDB::Table"
@@ -952,6 +1036,13 @@ def check_readme() -> None:
     check(not missing, f"every deploy/ path the README names exists ({len(refs)})", f"missing: {missing}")
     check("docker build -f deploy/Dockerfile" in text and "deploy/check" in text,
           "README gives the image build command and the check")
+    # `--access-string '…'` of the commands, inline `on ~…` and fenced lines `on ~…`.
+    acls = (re.findall(r"--access-string '([^']*)'", text) + re.findall(r"`(on ~[^`\n]*)`", text)
+            + re.findall(r"(?m)^(on ~.*?)\s*$", text))
+    wrong = sorted({a for a in acls if a != REDIS_ACL})
+    check(len(acls) >= 2 and not wrong,
+          f"the Redis RBAC user's access string in the README ({len(acls)}×) is the checked one: {REDIS_ACL}",
+          f"found {acls}")
 
 
 def main() -> int:
