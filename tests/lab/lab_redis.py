@@ -177,6 +177,10 @@ def start_node(node: dict, timeout: float = 15.0) -> int:
     """Start redis-server on its config (DIR in the command line: labctl's safety net)."""
     pid = spawn([REDIS_SERVER, node["conf"]], pathlib.Path(node["log"]))
     node["pid"] = pid
+    try:  # as the relay: lag figures must not depend on a build running beside (root only)
+        os.setpriority(os.PRIO_PROCESS, pid, -10)
+    except OSError:
+        pass
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -256,6 +256,35 @@ def test_redis(directory: pathlib.Path) -> None:
           f"{time.monotonic() - t0:.2f} s; " + "; ".join(left))
 
 
+def test_parser() -> None:
+    """The replication-stream parser, fed a synthetic stream in every possible 2-way split
+    and byte by byte: disk-based and diskless RDB payloads, keepalives, PING, SELECT, GETACK."""
+    import redis_relay
+
+    def resp(*args: str) -> bytes:
+        return f"*{len(args)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args)
+    mark = b"x" * 40
+    rdb = b"REDIS0010\xfa\tredis-ver*3\r\n$3\r\nSET\r\n" + b"\x00" * 30  # looks like RESP: must be skipped
+    commands = (resp("PING") + resp("SELECT", "0") + resp("SET", "rpo-canary:a", "1") + resp("SET", "other", "2")
+                + resp("REPLCONF", "GETACK", "*") + resp("SET", "rpo-canary:b", "v\r\nw", "PXAT", "1") + resp("PING"))
+    streams = {
+        "disk": b"+PONG\r\n+OK\r\n+OK\r\n+FULLRESYNC abc 0\r\n\n\n$%d\r\n" % len(rdb) + rdb + commands,
+        "diskless": b"+FULLRESYNC abc 0\r\n$EOF:" + mark + b"\r\n" + rdb + mark + commands,
+        "continue": b"+CONTINUE abc\r\n" + commands,
+    }
+    want = [(b"rpo-canary:a", b"1"), (b"rpo-canary:b", b"v\r\nw")]
+    bad = []
+    for name, data in streams.items():
+        splits = [[data[:i], data[i:]] for i in range(len(data) + 1)] + [[data[i:i + 1] for i in range(len(data))]]
+        for chunks in splits:
+            p = redis_relay.ReplStreamParser()
+            got = [c for chunk in chunks for c in p.feed(chunk)]
+            if got != want:
+                bad.append(f"{name} split {len(chunks[0])}/{len(chunks)}: {got}")
+                break
+    check("relay parser: canary SETs found across every chunk boundary", not bad, "; ".join(bad[:3]))
+
+
 # ----------------------------------------------------------------- redis-cluster
 
 def test_cluster(directory: pathlib.Path) -> None:
@@ -335,6 +364,7 @@ def main() -> int:
         check("labctl: redis is a default component, redis-cluster opt-in",
               "redis" in labctl.available_components() and
               getattr(labctl.import_component("redis-cluster", True), "DEFAULT", True) is False)
+        attempt("relay parser", test_parser)
         test_redis(directory / "single")
         if not args.no_cluster:
             test_cluster(directory / "cluster")
