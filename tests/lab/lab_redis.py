@@ -161,6 +161,8 @@ def node_config(node: dict, pki: dict, extra: list[str] = ()) -> str:
         "repl-diskless-sync yes",
         "repl-diskless-sync-delay 0",
         "repl-timeout 60",
+        # SIGTERM stops at once (7.0 otherwise waits up to 10 s for replicas to acknowledge).
+        "shutdown-timeout 0",
         *extra,
     ]
     if node.get("replicaof"):
@@ -379,6 +381,11 @@ def fault(dir: pathlib.Path, state: dict, argv: list[str]) -> str:  # noqa: A002
                 start_node(node)
                 if state["roles"][node["name"]] == "replica":
                     wait_link_up(node["port"], what=f"redis {node['name']}")
+                else:  # a master: its replica (if any, and not stalled) reconnects within ~1 s
+                    other = nodes["replica" if node["name"] == "primary" else "primary"]
+                    if state["roles"][other["name"]] == "replica" and node_running(other) \
+                            and not relay_call(ports["control_port"], "/status")["stalled"]:
+                        wait_link_up(other["port"], what=f"redis {other['name']}")
             verb = {"restart": "restarted", "stop": "stopped", "start": "started"}[action]
             return f"redis: {node['name']} (127.0.0.1:{node['tls_port']} tls, {node['port']} plain) {verb}"
         if action == "promote":
