@@ -396,32 +396,45 @@ def fault(dir: pathlib.Path, state: dict, argv: list[str]) -> str:  # noqa: A002
 
 
 def _promote(state: dict, split_brain: bool) -> str:
-    """The replica becomes a master. Without --split-brain the old master then replicates from
-    it through the same relay (the relay is re-pointed at the new master: the direction swaps,
-    delay/stall still apply); with it the old master stays a master (two masters)."""
+    """The replica becomes a master (`REPLICAOF NO ONE`).
+
+    Without --split-brain the old master then replicates from it through the same relay (the
+    relay is re-pointed at the new master: the direction swaps, delay/stall still apply). With
+    it the old master stays a master (two masters); a later `promote` ends the split brain the
+    managed way: the old master follows the promoted one (Global Datastore's failover)."""
     ports, nodes, roles = state["ports"], state["nodes"], state["roles"]
-    new = next((n for n in ROLES if roles[n] == "replica"), None)
-    if new is None:
-        raise RuntimeError("redis: no replica to promote (split brain already?)")
-    old = "primary" if new == "replica" else "replica"
-    call(nodes[new]["port"], "REPLICAOF", "NO", "ONE")
-    roles[new] = "master"
-    nodes[new]["replicaof"] = None
-    call(nodes[new]["port"], "CONFIG", "REWRITE")  # a restart keeps the new role
+    split = state.get("split_brain")
+    if split:
+        if split_brain:
+            raise RuntimeError("redis: already split brain (two masters); `promote` ends it")
+        new, old = split["new"], split["old"]
+    else:
+        new = next((n for n in ROLES if roles[n] == "replica"), None)
+        if new is None:
+            raise RuntimeError("redis: no replica to promote")
+        old = "primary" if new == "replica" else "replica"
+        call(nodes[new]["port"], "REPLICAOF", "NO", "ONE")
+        roles[new] = "master"
+        nodes[new]["replicaof"] = None
+        call(nodes[new]["port"], "CONFIG", "REWRITE")  # a restart keeps the new role
     if split_brain:
+        state["split_brain"] = {"new": new, "old": old}
         return f"redis: {new} promoted; {old} stays a master (split brain: two masters)"
     relay_call(ports["control_port"], f"/upstream?port={nodes[new]['port']}&tls_port={nodes[new]['tls_port']}")
     if node_running(nodes[old]):
         call(nodes[old]["port"], "REPLICAOF", "127.0.0.1", ports["relay_port"])
         call(nodes[old]["port"], "CONFIG", "REWRITE")
-        wait_link_up(nodes[old]["port"], what=f"redis {old}")
+        if not relay_call(ports["control_port"], "/status")["stalled"]:
+            wait_link_up(nodes[old]["port"], what=f"redis {old}")
     else:  # it will come back as a replica of the relay
         text = pathlib.Path(nodes[old]["conf"]).read_text()
         if "\nreplicaof " not in text:
             pathlib.Path(nodes[old]["conf"]).write_text(text + f"replicaof 127.0.0.1 {ports['relay_port']}\n")
     roles[old] = "replica"
     nodes[old]["replicaof"] = ["127.0.0.1", ports["relay_port"]]
-    return f"redis: {new} promoted to master; {old} now replicates from it through the relay"
+    state["split_brain"] = None
+    how = "the split brain ends: " if split else ""
+    return f"redis: {how}{new} is the master; {old} now replicates from it through the relay"
 
 
 def status(dir: pathlib.Path, state: dict) -> str:  # noqa: A002

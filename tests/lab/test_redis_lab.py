@@ -225,23 +225,35 @@ def test_redis(directory: pathlib.Path) -> None:
     attempt("redis: restart/stop/start", restarts)
 
     def promote():
+        roles_now = lambda: (R.call(pp, "ROLE")[0], R.call(rp, "ROLE")[0])  # noqa: E731
         msg = fault(directory, "redis", "promote")
-        roles = (R.call(pp, "ROLE")[0], R.call(rp, "ROLE")[0])
-        check("redis: promote swaps the roles", roles == ("slave", "master"), f"{msg}; roles {roles}")
+        check("redis: promote swaps the roles", roles_now() == ("slave", "master"), f"{msg}; roles {roles_now()}")
         fault(directory, "redis", "delay", "300ms")
         w, r = R.Resp(rp), R.Resp(pp)
         lags = [lag_ms(w, r, f"rpo-canary:swapped-{i}") for i in range(3)]
         errs = [x - 300 for x in lags]
         check("redis: after promote, new primary -> old one through the relay (delay 300ms applies)",
               all(abs(e) <= 15 for e in errs), summary(errs))
+        w.close()
+        r.close()
         fault(directory, "redis", "delay", "0")
         fault(directory, "redis", "restart", "replica")  # the new master keeps its role
         check("redis: promoted node stays master across a restart", R.call(rp, "ROLE")[0] == "master")
+        fault(directory, "redis", "promote")
+        check("redis: promote again swaps back", roles_now() == ("master", "slave"), str(roles_now()))
         msg = fault(directory, "redis", "promote", "--split-brain")
-        roles = (R.call(pp, "ROLE")[0], R.call(rp, "ROLE")[0])
-        check("redis: promote --split-brain leaves two masters", roles == ("master", "master"), f"{msg}; roles {roles}")
-        w.close()
-        r.close()
+        check("redis: promote --split-brain leaves two masters", roles_now() == ("master", "master"),
+              f"{msg}; roles {roles_now()}")
+        R.call(rp, "SET", "rpo-canary:split", "replica-side")
+        msg = fault(directory, "redis", "promote")
+        deadline = time.monotonic() + 5
+        while R.call(pp, "GET", "rpo-canary:split") != "replica-side" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        check("redis: promote after a split brain: the old primary follows the promoted node",
+              roles_now() == ("slave", "master") and R.call(pp, "GET", "rpo-canary:split") == "replica-side",
+              f"{msg}; roles {roles_now()}")
+        fault(directory, "redis", "promote")
+        check("redis: and back to the first direction", roles_now() == ("master", "slave"), str(roles_now()))
     attempt("redis: promote", promote)
 
     st = lab("status", "--dir", str(directory))
