@@ -207,7 +207,11 @@ impl Node {
         cmd: &redis::Cmd,
         access: &Access,
     ) -> Result<T, ProbeError> {
-        let mut c = self.connection(access).await?;
+        // A failed (re)connect counts against the operation that needed it.
+        let mut c = self
+            .connection(access)
+            .await
+            .map_err(|e| ProbeError { op, ..e })?;
         match cmd.query_async::<T>(&mut c).await {
             Ok(v) => Ok(v),
             Err(e) => {
