@@ -142,11 +142,14 @@ fn a_20s_stall_grows_rpo_one_second_per_second_and_recovers_within_two_intervals
     std::thread::sleep(Duration::from_secs(20).saturating_sub(stalled.elapsed()));
     stall.undo();
     let resumed = Instant::now();
+    // Back to the store's own lag (≈ 2 ms): the youngest held canary (written
+    // up to an interval before the resume) is measured as it was, then the
+    // first canary written after the resume is aimed at its ack again.
     let r = agent
-        .wait_value("rpo_seconds", &l(t), Duration::from_secs(2), |v| v < 0.5)
+        .wait_value("rpo_seconds", &l(t), Duration::from_secs(2), |v| v < 0.05)
         .unwrap();
     assert!(
-        r < 0.5,
+        r < 0.05,
         "{t}: rpo still {r} s {:?} after resume (two intervals)",
         resumed.elapsed()
     );

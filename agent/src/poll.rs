@@ -47,14 +47,15 @@ impl Sample {
         (self.uncertainty < self.lag).then(|| self.seen() - self.uncertainty)
     }
 
-    /// Both were missing at one moment and both present at a later one,
-    /// though written apart: they may have arrived at the same instant, as
-    /// canaries held back by a stall do when it drains.
+    /// Their windows overlap, though they were written apart: they may have
+    /// arrived at the same instant, as canaries held back by a stall do when
+    /// it drains. A window that reaches back to the ack (a first read that
+    /// hit, or a miss read that started with the write) starts at the ack:
+    /// the youngest canaries of a drained backlog look like that.
     fn arrived_with(&self, other: &Sample) -> bool {
-        match (self.missing_at(), other.missing_at()) {
-            (Some(a), Some(b)) => self.seq != other.seq && a < other.seen() && b < self.seen(),
-            _ => false,
-        }
+        let a = self.missing_at().unwrap_or(self.acked);
+        let b = other.missing_at().unwrap_or(other.acked);
+        self.seq != other.seq && a < other.seen() && b < self.seen()
     }
 }
 
@@ -86,6 +87,10 @@ pub struct LagModel {
     /// `recent` holds only the lag hint (`seed`): the first precise canary
     /// replaces it.
     seeded: bool,
+    /// With nothing learned, the last "at most this" of a first read that
+    /// hit: a store faster than one read is never learned, but a canary
+    /// more than twice as slow still looks held back (see `record`).
+    at_most: Option<Duration>,
 }
 
 impl LagModel {
@@ -103,7 +108,9 @@ impl LagModel {
     /// restored), and only bounds the lag from above. Older canaries teach
     /// nothing else. A first read that hits with no history left says only
     /// "at most this" and teaches nothing either: the next canary is then
-    /// searched from its ack, as on a cold start.
+    /// searched from its ack, as on a cold start. That bound is kept
+    /// (`at_most`): on a store faster than one read nothing else is ever
+    /// learned, and a stall's backlog must still look held back.
     pub fn record(&mut self, s: Sample) {
         if let Some(Last {
             sample: last,
@@ -136,8 +143,14 @@ impl LagModel {
                 return;
             }
         }
-        let held = self.hi().is_some_and(|hi| s.lag > hi * 2 + MIN_GUARD);
+        let held = self
+            .hi()
+            .or(self.at_most)
+            .is_some_and(|hi| s.lag > hi * 2 + MIN_GUARD);
         if self.recent.is_empty() && s.uncertainty >= s.lag {
+            if !held {
+                self.at_most = Some(s.lag);
+            }
             self.last = Some(Last {
                 sample: s,
                 changed: false,
@@ -685,6 +698,32 @@ mod tests {
             assert!(m.lead() >= ms(280), "lead {:?}: {:?}", m.lead(), m.recent);
             assert!(m.spread() <= ms(20), "spread {:?}", m.spread());
         }
+    }
+
+    #[test]
+    fn a_drained_backlog_on_a_store_faster_than_one_read_teaches_nothing() {
+        // A 1.4 ms lag at a 1 s interval: the first read, at the ack, always
+        // hits (its window reaches back to the ack), so no lag is learned,
+        // only "at most 1.4 ms". Canaries 8–27 are held 20 s, then one read
+        // shows them all; the youngest was written 0.57 s before the release.
+        // The backlog measures the stall: the next canary is read at its ack
+        // again, not 0.5 s later (a tenth faster per canary, for 8 s of RPO
+        // that is not there).
+        let t0 = Instant::now();
+        let mut m = LagModel::default();
+        for i in 0..8 {
+            m.record(sample(i, t0 + ms(i * 1000), ms(1) + ms(1) * 2 / 5, ms(2)));
+        }
+        let release = t0 + ms(27_570);
+        for i in 8..28 {
+            let acked = t0 + ms(i * 1000);
+            let lag = release - acked;
+            let unc = if i == 27 { lag + ms(1) } else { ms(1003) };
+            m.record(sample(i, acked, lag, unc));
+        }
+        assert_eq!(m.lead(), Duration::ZERO, "{:?}", m.recent);
+        m.record(sample(28, t0 + ms(28_000), ms(1) + ms(1) * 2 / 5, ms(2)));
+        assert_eq!(m.lead(), Duration::ZERO, "{:?}", m.recent);
     }
 
     #[test]

@@ -130,6 +130,9 @@ def up(dir: pathlib.Path, env: dict, args=None) -> dict:  # noqa: A002 (labctl's
         "REDIS_CLUSTER_RELAY0_URL": f"http://127.0.0.1:{relays['0']['control_port']}",
         "REDIS_CLUSTER_RELAY1_URL": f"http://127.0.0.1:{relays['1']['control_port']}",
         "REDIS_CLUSTER_GROUND_TRUTH": str(gt),
+        # The same secrets and CA as the `redis` component's (a lab of this component alone needs them).
+        "REDIS_PASSWORD": R.PASSWORD,
+        "REDIS_CA": str(pki["ca"]),
     })
     return state
 
