@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use rpo_integration_tests::redis::*;
 use rpo_integration_tests::sql::{dir, logs_with, measured_lags, sql_config, DST, SRC};
-use rpo_integration_tests::{Agent, Lab};
+use rpo_integration_tests::{rt, Agent, Lab};
 
 fn lab() -> &'static Lab {
-    Lab::shared("redis")
+    // moto too: AWS's own figure comes from (the lab's) CloudWatch.
+    Lab::shared("aws,redis")
 }
 
 fn start(targets: &[String]) -> Agent {
@@ -150,8 +151,19 @@ fn a_20s_stall_grows_rpo_one_second_per_second_and_recovers_within_two_intervals
         .unwrap();
     assert!(
         r < 0.05,
-        "{t}: rpo still {r} s {:?} after resume (two intervals)",
-        resumed.elapsed()
+        "{t}: rpo still {r} s {:?} after resume (two intervals); last canaries: {:?}",
+        resumed.elapsed(),
+        logs_with(&agent, t, "canary observed")
+            .iter()
+            .rev()
+            .take(12)
+            .map(|l| (
+                l["timestamp"].clone(),
+                l["lag_seconds"].clone(),
+                l["uncertainty_seconds"].clone(),
+                l["reads"].clone()
+            ))
+            .collect::<Vec<_>>()
     );
     println!(
         "{t}: stall 20 s: rpo grew {rate:.3} s/s, back to {r:.3} s {:?} after resume",
@@ -474,4 +486,66 @@ fn in_cluster_mode_a_delay_on_one_shard_is_the_targets_lag() {
             "{t}: measured {m} s, worst shard {g} s"
         );
     }
+}
+
+#[test]
+fn aws_reported_lag_is_the_secondarys_global_datastore_replication_lag() {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    let lab = lab();
+    let t = "cw";
+    // What ElastiCache publishes in the secondary's region, per replication
+    // group; a datum of another group must not be taken.
+    rt().block_on(async {
+        let cw = aws_sdk_cloudwatch::Client::new(&lab.sdk(DST).await);
+        for (group, value) in [("sessions-apne3", 0.7), ("someone-else", 9.0)] {
+            cw.put_metric_data()
+                .namespace("AWS/ElastiCache")
+                .metric_data(
+                    MetricDatum::builder()
+                        .metric_name("GlobalDatastoreReplicationLag")
+                        .dimensions(
+                            Dimension::builder()
+                                .name("ReplicationGroupId")
+                                .value(group)
+                                .build(),
+                        )
+                        .value(value)
+                        .unit(StandardUnit::Seconds)
+                        .timestamp(DateTime::from(std::time::SystemTime::now()))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let grouped = |k: &str, g: &str| format!("{}\", replication_group = \"{g}", lab.get(k));
+    let target = redis_target(
+        t,
+        &grouped("REDIS_PRIMARY_URL", "sessions-apne1"),
+        &grouped("REDIS_REPLICA_URL", "sessions-apne3"),
+        "1s",
+        &format!(
+            "ca_bundle = \"{}\"\nauth = {{ password_env = \"REDIS_PASSWORD\" }}",
+            lab.get("REDIS_CA")
+        ),
+    );
+    let agent = start(&[target]);
+    // The first CloudWatch read is 10 s after the start.
+    let want = [("target", t), ("metric", "GlobalDatastoreReplicationLag")];
+    let aws = agent.wait_value(
+        "rpo_aws_reported_lag_seconds",
+        &want,
+        Duration::from_secs(25),
+        |_| true,
+    );
+    println!("{t}: AWS-reported GlobalDatastoreReplicationLag {aws:?} s");
+    assert_eq!(aws, Some(0.7), "{:?}", logs_with(&agent, t, ""));
+    let mut labels = dir(t, SRC, DST);
+    labels.push(("metric", "GlobalDatastoreReplicationLag"));
+    assert_eq!(
+        agent.value("rpo_aws_reported_lag_seconds", &labels),
+        Some(0.7)
+    );
 }

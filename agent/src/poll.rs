@@ -727,6 +727,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lag_that_rises_on_a_store_faster_than_one_read_is_learned() {
+        // 1 ms, then 5 s at a 1 s interval (canaries overlap, read per
+        // object): the first slow canaries look held back against the "at
+        // most 1 ms" of the fast ones, yet their successors still teach the
+        // new lag, within 1 % at ≈ 4 reads a canary.
+        let per = per_object(|i| ms(if i < 10 { 1 } else { 5000 }), ms(1000), 60);
+        let later = &per[25..];
+        let reads = f64::from(later.iter().map(|(r, _)| r).sum::<u32>()) / later.len() as f64;
+        let worst = later.iter().map(|(_, e)| *e).max().unwrap();
+        assert!(reads <= 4.0, "{reads} reads per canary: {:?}", &per[8..]);
+        assert!(worst <= ms(50), "error {worst:?}: {:?}", &per[8..]);
+    }
+
+    #[test]
     fn after_a_drained_stall_no_canary_is_over_measured() {
         // 200 ms lag, 2 s interval; canaries 20–32 are held until 25.5 s
         // after canary 20 was written, then all arrive at once. Read per
