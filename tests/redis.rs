@@ -570,3 +570,62 @@ fn put_metric_datum(
     s.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "PutMetricData: {reply}");
 }
+
+#[test]
+fn check_shows_tls_auth_roles_and_the_canary_ttl_with_fixes() {
+    let _g = pair_lock();
+    let lab = lab();
+    let good = lab_redis_target(lab, "chk-good", "1s", "");
+    let swapped = redis_target(
+        "chk-swapped",
+        lab.get("REDIS_REPLICA_URL"),
+        lab.get("REDIS_PRIMARY_URL"),
+        "1s",
+        &format!(
+            "ca_bundle = \"{}\"\nauth = {{ password_env = \"REDIS_PASSWORD\" }}",
+            lab.get("REDIS_CA")
+        ),
+    );
+    let wrong_ca = redis_target(
+        "chk-wrong-ca",
+        lab.get("REDIS_PRIMARY_URL"),
+        lab.get("REDIS_REPLICA_URL"),
+        "1s",
+        "ca_bundle = \"/etc/ssl/certs/ca-certificates.crt\"\nauth = { password_env = \"REDIS_PASSWORD\" }",
+    );
+    let (code, out) = rpo_integration_tests::run_command(
+        &["check"],
+        &sql_config(std::slice::from_ref(&good)),
+        &lab.env,
+    );
+    println!("{out}");
+    assert_eq!(code, Some(0), "{out}");
+    for want in [
+        "✓ chk-good: redis ap-northeast-1 → ap-northeast-3: reachable",
+        "✓ chk-good: role of ap-northeast-1 (rediss://127.0.0.1:",
+        "✓ chk-good: TTL of rpo-canary:it:chk-good on ap-northeast-1",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    let (code, out) =
+        rpo_integration_tests::run_command(&["check"], &sql_config(&[swapped, wrong_ca]), &lab.env);
+    println!("{out}");
+    assert_ne!(code, Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let fix_of = |target: &str, what: &str| -> String {
+        let i = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("✗ {target}:")) && l.contains(what))
+            .unwrap_or_else(|| panic!("no ✗ {target}: {what} in:\n{out}"));
+        format!("{} {}", lines[i], lines.get(i + 1).copied().unwrap_or(""))
+    };
+    assert!(
+        fix_of("chk-swapped", "role of").contains("the source must be the primary endpoint"),
+        "{out}"
+    );
+    assert!(fix_of("chk-wrong-ca", "").contains("ca_bundle"), "{out}");
+    assert!(
+        !out.contains(lab.get("REDIS_PASSWORD")),
+        "a password in:\n{out}"
+    );
+}

@@ -143,9 +143,12 @@ class Link:
     def up_bytes(self, chunk: bytes) -> None:
         """Queue downstream->upstream bytes; notice a PSYNC/SYNC (the link turns replication)."""
         if not self.passthrough and not self.replication:
-            self.sniff = (self.sniff + chunk)[-64:]
-            if re.search(rb"(?i)\r\n(p?sync)\r\n|^(p?sync)\b", self.sniff):
+            # Searched before trimming: `PSYNC <40-byte replid> <offset>` runs past 64 bytes
+            # once the offset has 4 digits, so a trimmed window would miss the command.
+            seen = self.sniff + chunk
+            if re.search(rb"(?i)\r\n(p?sync)\r\n|^(p?sync)\b", seen):
                 self.replication = True
+            self.sniff = seen[-64:]
         self.up_q.append((time.time(), chunk, []))
         self.up_wake.set()
 

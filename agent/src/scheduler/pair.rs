@@ -58,6 +58,9 @@ pub struct PairState {
     status: ReplicaStatus,
     write_ok: bool,
     read_ok: bool,
+    /// The replica accepts writes too: down until the roles are sorted out,
+    /// however well canaries are written and read meanwhile.
+    split_brain: bool,
     errors_logged: LogOnce,
     aws_errors_logged: LogOnce,
     /// Fleet mode: another agent writes this target's canaries, so this
@@ -115,6 +118,7 @@ impl PairState {
             status,
             write_ok: false,
             read_ok: false,
+            split_brain: false,
             errors_logged: LogOnce::new(ERROR_LOG_EVERY),
             aws_errors_logged: LogOnce::new(AWS_ERROR_LOG_EVERY),
             standby: false,
@@ -347,8 +351,18 @@ impl PairState {
         self.recovered_if_up();
     }
 
+    /// What the writer's role check found this round: split brain or not.
+    pub fn set_split_brain(&mut self, on: bool) {
+        self.split_brain = on;
+        if on {
+            self.metrics.probe_up.set(0);
+        } else {
+            self.recovered_if_up();
+        }
+    }
+
     fn recovered_if_up(&mut self) {
-        if self.write_ok && self.read_ok && self.errors_logged.clear() {
+        if self.write_ok && self.read_ok && !self.split_brain && self.errors_logged.clear() {
             self.status.last_error = None;
             info!(target = %self.labels.target, replica_region = %self.labels.replica_region, "probe recovered");
         }
@@ -427,7 +441,7 @@ impl PairState {
         (
             secs(self.tracker.rpo(now)),
             secs(self.tracker.upper_bound(now)),
-            self.write_ok && self.read_ok,
+            self.write_ok && self.read_ok && !self.split_brain,
         )
     }
 

@@ -238,6 +238,18 @@ pub async fn run(run: Arc<RouteRun>, mut shutdown: Shutdown, readiness: Readines
                 p.lock().unwrap().on_aws_lag(f.metric, Some(f.seconds));
             }
         }
+        let split: &[usize] = match &roles {
+            Ok(Roles::SplitBrain { replicas }) => replicas,
+            _ => &[],
+        };
+        if matches!(
+            roles,
+            Ok(Roles::AsConfigured | Roles::Swapped { .. } | Roles::SplitBrain { .. })
+        ) {
+            for (i, p) in run.pairs.iter().enumerate() {
+                p.lock().unwrap().set_split_brain(split.contains(&i));
+            }
+        }
         match roles {
             Ok(Roles::AsConfigured) => {}
             Ok(Roles::Swapped { replica }) => swap_direction(&run, replica),
