@@ -620,7 +620,7 @@ fn check_shows_tls_auth_roles_and_the_canary_ttl_with_fixes() {
         format!("{} {}", lines[i], lines.get(i + 1).copied().unwrap_or(""))
     };
     assert!(
-        fix_of("chk-swapped", "role of").contains("the source must be the primary endpoint"),
+        fix_of("chk-swapped", "is the writer").contains("swap source and replicas"),
         "{out}"
     );
     assert!(fix_of("chk-wrong-ca", "").contains("ca_bundle"), "{out}");
