@@ -144,7 +144,7 @@ class Link:
         """Queue downstream->upstream bytes; notice a PSYNC/SYNC (the link turns replication)."""
         if not self.passthrough and not self.replication:
             # Searched before trimming: `PSYNC <40-byte replid> <offset>` runs past 64 bytes
-            # once the offset has 4 digits, so a trimmed window would miss the command.
+            # once the offset has 6 digits, so a trimmed window would miss the command.
             seen = self.sniff + chunk
             if re.search(rb"(?i)\r\n(p?sync)\r\n|^(p?sync)\b", seen):
                 self.replication = True

@@ -254,6 +254,23 @@ def test_redis(directory: pathlib.Path) -> None:
               f"{msg}; roles {roles_now()}")
         fault(directory, "redis", "promote")
         check("redis: and back to the first direction", roles_now() == ("master", "slave"), str(roles_now()))
+        # The replica's PSYNC now names a 6-digit offset (a longer command than the first
+        # `PSYNC ? -1`): the relay must still see it and delay the link.
+        big = R.Resp(pp)  # ≈ 150 kB of writes: a 6-digit offset
+        for i in range(1000):
+            big.call("SET", f"padding-{i}", "x" * 120)
+        big.close()
+        fault(directory, "redis", "promote")
+        fault(directory, "redis", "promote")
+        offset = int(R.info(pp, "replication").get("master_repl_offset", "0"))
+        fault(directory, "redis", "delay", "300ms")
+        w, r = R.Resp(pp), R.Resp(rp)
+        errs = [lag_ms(w, r, f"rpo-canary:after-failovers-{i}") - 300 for i in range(3)]
+        w.close()
+        r.close()
+        fault(directory, "redis", "delay", "0")
+        check("redis: after the failovers the link is delayed again (PSYNC at offset "
+              f"{offset})", offset >= 100_000 and all(abs(e) <= 15 for e in errs), summary(errs))
     attempt("redis: promote", promote)
 
     st = lab("status", "--dir", str(directory))
