@@ -146,11 +146,14 @@ fn measured_lag_matches_the_ground_truth_for_1s_and_30s_delays() {
             .map(|(t, _, i)| target(t, i, ""))
             .collect::<Vec<_>>(),
     );
-    // The 30 s case: canaries written at 0, 10, … 50 s arrive by 80 s. The
+    // The 30 s case: canaries written at 0, 10, … 60 s arrive by 90 s. The
     // ones written before the first arrival are timed without lag history
     // (cold start: reads a quarter of the age apart); they are reported
     // apart, the budget applies to the canaries written after it.
-    wait_observed(&agent, "acc30s", 6.0, 100);
+    // Seven: up to four are cold (written before 30 s, ± jitter), and one run
+    // of the day matched only five of six to the ground truth (the rows are
+    // printed on failure to find out why), which left one warm canary.
+    wait_observed(&agent, "acc30s", 7.0, 110);
     for (t, d, _) in &cases {
         let delay: f64 = d.trim_end_matches('s').parse().unwrap();
         let truth = truth(t);
@@ -167,7 +170,7 @@ fn measured_lag_matches_the_ground_truth_for_1s_and_30s_delays() {
         let min = if delay > 5.0 { 2 } else { 20 };
         assert!(
             steady.len() >= min,
-            "{t}: {} canaries matched",
+            "{t}: {} canaries matched after {cold} cold ones (seq, measured, true, reads): {rows:?}",
             steady.len()
         );
         let errors: Vec<f64> = steady.iter().map(|r| (r.1 - r.2).abs()).collect();
