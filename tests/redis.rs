@@ -114,12 +114,16 @@ fn a_20s_stall_grows_rpo_one_second_per_second_and_recovers_within_two_intervals
     let _g = pair_lock();
     let t = "stall";
     let agent = start(&[lab_redis_target(lab(), t, "1s", "")]);
+    // A warm model (past its 8 canaries of history): a first canary slowed by
+    // connecting leaves a wide guess that the planner lowers by a tenth per
+    // canary, which would still be draining after the stall (a known
+    // cold-start cost, see the issue note).
     agent
         .wait_value(
             "rpo_canaries_observed_total",
             &l(t),
-            Duration::from_secs(15),
-            |v| v >= 3.0,
+            Duration::from_secs(20),
+            |v| v >= 12.0,
         )
         .unwrap();
     let stall = lab().fault_until_drop(&["redis", "stall"], &["redis", "resume"]);
