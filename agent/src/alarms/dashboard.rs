@@ -269,11 +269,14 @@ pub(super) fn dashboard_body(
         ])
     };
     for (i, t) in cfg.targets.iter().enumerate() {
-        let ours: Vec<Node> = pairs
-            .iter()
-            .filter(|p| p.target_index == i)
-            .map(|p| emf_metric(ns, "RPO", p, "Maximum", &format!("ours: RPO {}", p.label())))
-            .collect();
+        let ours_in = |region: Option<&str>| -> Vec<Node> {
+            pairs
+                .iter()
+                .filter(|p| p.target_index == i && region.is_none_or(|r| p.replica_region == r))
+                .map(|p| emf_metric(ns, "RPO", p, "Maximum", &format!("ours: RPO {}", p.label())))
+                .collect()
+        };
+        let ours = ours_in(None);
         match t.kind {
             Kind::Dynamodb => {
                 let Some(table) = &t.table else { continue };
@@ -349,13 +352,7 @@ pub(super) fn dashboard_body(
                     let Some(group) = r.replication_group.as_deref() else {
                         continue;
                     };
-                    let mut metrics: Vec<Node> = pairs
-                        .iter()
-                        .filter(|p| p.target_index == i && p.replica_region == r.region)
-                        .map(|p| {
-                            emf_metric(ns, "RPO", p, "Maximum", &format!("ours: RPO {}", p.label()))
-                        })
-                        .collect();
+                    let mut metrics = ours_in(Some(&r.region));
                     metrics.push(Node::List(vec![
                         s("AWS/ElastiCache"),
                         s(crate::probe::redis::AWS_METRIC),
@@ -396,13 +393,7 @@ pub(super) fn dashboard_body(
                     let Some(id) = r.url.as_deref().and_then(aurora_cluster_id) else {
                         continue;
                     };
-                    let mut metrics: Vec<Node> = pairs
-                        .iter()
-                        .filter(|p| p.target_index == i && p.replica_region == r.region)
-                        .map(|p| {
-                            emf_metric(ns, "RPO", p, "Maximum", &format!("ours: RPO {}", p.label()))
-                        })
-                        .collect();
+                    let mut metrics = ours_in(Some(&r.region));
                     for (m, metric) in ["AuroraGlobalDBRPOLag", "AuroraGlobalDBReplicationLag"]
                         .iter()
                         .enumerate()

@@ -104,6 +104,24 @@ pub struct StoredCanaries {
     pub replicas: Vec<Option<StoredCanary>>,
 }
 
+impl StoredCanaries {
+    /// From each side's `(seq, written_at_us)`, the source's first, for
+    /// stores whose canaries carry no lease token.
+    pub fn unfenced(sides: Vec<Option<(u64, u64)>>) -> StoredCanaries {
+        let mut found = sides.into_iter().map(|c| {
+            c.map(|(seq, written_at_us)| StoredCanary {
+                seq,
+                written_at_us,
+                lease: None,
+            })
+        });
+        StoredCanaries {
+            source: found.next().flatten(),
+            replicas: found.collect(),
+        }
+    }
+}
+
 /// One backend's view of one route: a source and its replicas.
 #[async_trait]
 pub trait Probe: Send + Sync {

@@ -33,7 +33,7 @@ use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::AwsPlumbing;
 use crate::config::{Endpoint, TargetConfig};
 use crate::probe::credentials::Credentials;
-use crate::probe::{Canary, Finding, Probe, ProbeError, Roles, StoredCanaries, StoredCanary};
+use crate::probe::{Canary, Finding, Probe, ProbeError, Roles, StoredCanaries};
 use crate::route::Route;
 use crate::tracker::Observation;
 use conn::{parse_canary, parse_role, Access, Node, Role, Timeouts};
@@ -376,17 +376,9 @@ impl Probe for RedisProbe {
                 Ok(Ok(v)) => worst(&v),
                 _ => None,
             };
-            found.push(c.map(|(seq, written_at_us)| StoredCanary {
-                seq,
-                written_at_us,
-                lease: None,
-            }));
+            found.push(c);
         }
-        let source = found.remove(0);
-        Ok(StoredCanaries {
-            source,
-            replicas: found,
-        })
+        Ok(StoredCanaries::unfenced(found))
     }
 
     /// The role of each endpoint, and that canary keys expire.

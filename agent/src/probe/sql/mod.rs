@@ -28,7 +28,7 @@ use tracing::{info, warn};
 use crate::aws::AwsPlumbing;
 use crate::config::{redact_url, Auth, Endpoint, Kind, TargetConfig};
 use crate::probe::credentials::Credentials;
-use crate::probe::{Canary, Probe, ProbeError, Roles, StoreFigure, StoredCanaries, StoredCanary};
+use crate::probe::{Canary, Probe, ProbeError, Roles, StoreFigure, StoredCanaries};
 use crate::route::Route;
 use crate::tracker::Observation;
 use conn::{Options, Pool};
@@ -316,17 +316,9 @@ impl Probe for SqlProbe {
                 .await
                 .ok()
                 .flatten();
-            found.push(row.map(|(seq, written_at_us)| StoredCanary {
-                seq,
-                written_at_us,
-                lease: None,
-            }));
+            found.push(row);
         }
-        let source = found.remove(0);
-        Ok(StoredCanaries {
-            source,
-            replicas: found,
-        })
+        Ok(StoredCanaries::unfenced(found))
     }
 
     fn take_store_figures(&self) -> Vec<StoreFigure> {
