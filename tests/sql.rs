@@ -121,49 +121,63 @@ fn mariadb_lag_matches_each_canarys_apply_time() {
     let seen0 = agent
         .value("rpo_canaries_observed_total", &l(t))
         .unwrap_or(0.0);
-    let warm = measured_lags(&agent, t).len();
+    let warm = measured_windows(&agent, t).len();
     std::thread::sleep(Duration::from_secs(16));
     let reads = agent.value("rpo_replica_reads_total", &l(t)).unwrap() - reads0;
     let seen = agent.value("rpo_canaries_observed_total", &l(t)).unwrap() - seen0;
     // Taken while the delay holds (see `accuracy`).
-    let measured = measured_lags(&agent, t);
+    let measured = measured_windows(&agent, t);
     delayed.undo();
     let truth: std::collections::HashMap<u64, f64> = truth().into_iter().collect();
-    let rows: Vec<(f64, f64)> = measured[warm..]
+    // (measured lag, its uncertainty, true lag)
+    let rows: Vec<(f64, f64, f64)> = measured[warm..]
         .iter()
-        .filter_map(|(seq, lag)| truth.get(seq).map(|g| (*lag, *g)))
+        .filter_map(|(seq, lag, u)| truth.get(seq).map(|g| (*lag, *u, *g)))
         .collect();
     assert!(
         rows.len() >= 10,
         "{t}: only {} canaries matched",
         rows.len()
     );
-    let mut errors: Vec<f64> = rows.iter().map(|(m, g)| (m - g).abs()).collect();
+    let mut errors: Vec<f64> = rows.iter().map(|(m, _, g)| (m - g).abs()).collect();
     errors.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = errors[errors.len() / 2];
     println!(
-        "{t}: MASTER_DELAY 2: {} canaries, true lag {:.3}–{:.3} s; |error| median {:.1} ms, max {:.1} ms; reads/canary {:.2}",
+        "{t}: MASTER_DELAY 2: {} canaries, true lag {:.3}–{:.3} s; |error| median {:.1} ms, p90 {:.1} ms, max {:.1} ms; reads/canary {:.2}",
         rows.len(),
-        rows.iter().map(|r| r.1).fold(f64::MAX, f64::min),
-        rows.iter().map(|r| r.1).fold(0.0, f64::max),
+        rows.iter().map(|r| r.2).fold(f64::MAX, f64::min),
+        rows.iter().map(|r| r.2).fold(0.0, f64::max),
         median * 1e3,
+        errors[errors.len() * 9 / 10] * 1e3,
         errors[errors.len() - 1] * 1e3,
         reads / seen
     );
-    for (m, g) in &rows {
+    for (m, u, g) in &rows {
         assert!(
             (1.0..=3.1).contains(m),
             "{t}: lag {m} s outside MASTER_DELAY's band"
         );
-        // Scattered lags widen the read steps (an eighth of the spread).
+        // The exported window covers the true apply: the canary was
+        // missing at m − u and present at m. The truth is taken from the
+        // write's start (seq) to the trigger (before its commit), the
+        // agent's lag from the write's ack to a read that saw the commit:
+        // 10 ms of slack either side for that.
         assert!(
-            (m - g).abs() <= 0.150,
-            "{t}: measured {m} s, true {g} s ({rows:?})"
+            *g <= m + 0.010 && *g >= m - u - 0.010,
+            "{t}: true lag {g} s outside the exported window [{}, {m}] ({rows:?})",
+            m - u
         );
     }
-    assert!(median <= 0.040, "{t}: median error {median} s ({rows:?})");
+    // The phase is read at its edges: nine canaries in ten within 25 ms, the
+    // median within 10 ms. A canary seen off the phase (the load held the
+    // applier back) is covered by its wider window (above).
+    let p90 = errors[errors.len() * 9 / 10];
+    assert!(median <= 0.010, "{t}: median error {median} s ({rows:?})");
+    assert!(p90 <= 0.025, "{t}: p90 error {p90} s ({rows:?})");
+    // pt-heartbeat reads once a second; the phase costs about two reads a
+    // step, shared by the canaries in flight.
     assert!(
-        reads / seen <= 12.0,
+        reads / seen <= 3.5,
         "{t}: {} reads per canary",
         reads / seen
     );

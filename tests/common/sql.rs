@@ -49,6 +49,26 @@ pub fn run_init(config: &str) -> (bool, String) {
     (code == Some(0), out)
 }
 
+/// Per-canary (seq, measured lag seconds, uncertainty seconds) from the
+/// agent's debug log: the canary was missing at lag − uncertainty (or was
+/// first read at that point), present by lag.
+pub fn measured_windows(agent: &Agent, target: &str) -> Vec<(u64, f64, f64)> {
+    let mut v: Vec<(u64, f64, f64)> = agent
+        .logs()
+        .iter()
+        .filter(|v| v["message"] == "canary observed" && v["target"] == target)
+        .map(|v| {
+            (
+                v["seq"].as_u64().unwrap(),
+                v["lag_seconds"].as_f64().unwrap(),
+                v["uncertainty_seconds"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort_by_key(|(s, _, _)| *s);
+    v
+}
+
 /// Per-canary (seq → measured lag seconds) from the agent's debug log.
 pub fn measured_lags(agent: &Agent, target: &str) -> Vec<(u64, f64)> {
     let mut v: Vec<(u64, f64)> = agent
