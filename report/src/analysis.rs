@@ -216,6 +216,91 @@ pub fn chunks(from: f64, to: f64, chunk: f64) -> Vec<(f64, f64)> {
     out
 }
 
+/// The rules path's slices that its evaluations cannot vouch for, as slice
+/// ends (Unix seconds) in `(from, to]`.
+///
+/// Prometheus offsets a rule group's evaluations from the clock's minute,
+/// so the clock slice ending at `T` overlaps two evaluations: the one in
+/// `(T − slice, T]` and the one in `(T, T + slice]`. It is met for sure only
+/// when both are met and no scrape of the agent failed within it; every
+/// other slice is judged from raw samples, as the raw path judges it.
+/// `flags` are the `T` whose evaluation in `(T − slice, T]` breached, or
+/// is present while the one before is absent, or the other way round: each
+/// makes the slices ending at `T − slice` and `T` uncertain. `failed` are
+/// slice ends with a failed scrape: each makes its own slice uncertain. The
+/// window's last slice is always uncertain: its second evaluation is after
+/// `to` (not made yet, or outside the window).
+pub fn uncertain_slices(
+    flags: &[f64],
+    failed: &[f64],
+    from: f64,
+    to: f64,
+    slice: f64,
+) -> std::collections::BTreeSet<i64> {
+    let (from, to, slice) = (from.round() as i64, to.round() as i64, slice.round() as i64);
+    let end = |t: f64| {
+        // A slice end on the step grid (ranges are asked on whole minutes).
+        let t = t.round() as i64;
+        t - (t - from).rem_euclid(slice)
+    };
+    let mut out: std::collections::BTreeSet<i64> = flags
+        .iter()
+        .flat_map(|t| [end(*t) - slice, end(*t)])
+        .chain(failed.iter().map(|t| end(*t)))
+        .filter(|t| *t > from && *t <= to)
+        .collect();
+    if to - from >= slice {
+        out.insert(to);
+    }
+    out
+}
+
+/// Ranges `(first end, last end)` covering every slice end of `ends`:
+/// neighbours at most `max_gap` slices apart share a range (evaluating a
+/// few slices in between costs less than a request), and a range holds at
+/// most `max_len` slices.
+pub fn slice_ranges(
+    ends: &std::collections::BTreeSet<i64>,
+    slice: i64,
+    max_gap: i64,
+    max_len: i64,
+) -> Vec<(i64, i64)> {
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for &t in ends {
+        match out.last_mut() {
+            Some(r) if t - r.1 <= max_gap * slice && (t - r.0) / slice < max_len => r.1 = t,
+            _ => out.push((t, t)),
+        }
+    }
+    out
+}
+
+/// One key's counts on the rules path: the rules' own `judged` and `met`
+/// over the window (one evaluation per slice), with the judgements of the
+/// `uncertain` slices swapped for the raw ones. `rules` and `raw` map a
+/// slice end to 1 (met) or 0 (breached); an absent end has no data.
+/// Returns `(judged, met)`.
+pub fn swap_uncertain(
+    judged: f64,
+    met: f64,
+    uncertain: &std::collections::BTreeSet<i64>,
+    rules: &std::collections::BTreeMap<i64, f64>,
+    raw: &std::collections::BTreeMap<i64, f64>,
+) -> (f64, f64) {
+    let (mut judged, mut met) = (judged.round(), met.round());
+    for t in uncertain {
+        if let Some(v) = rules.get(t) {
+            judged -= 1.0;
+            met -= v.round();
+        }
+        if let Some(v) = raw.get(t) {
+            judged += 1.0;
+            met += v.round();
+        }
+    }
+    (judged.max(0.0), met.max(0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +428,185 @@ mod tests {
             vec![(0.0, 100.0), (100.0, 200.0), (200.0, 250.0)]
         );
         assert!(chunks(5.0, 5.0, 10.0).is_empty());
+    }
+}
+
+/// The two query paths of `gather` on a simulated agent (scraped every
+/// second, at half seconds): the raw path judges every clock minute from
+/// the samples; the rules path takes one evaluation per minute at `offset`
+/// past it and swaps the slices `uncertain_slices` names for raw ones. They
+/// must agree exactly, whatever the offset and wherever an episode or an
+/// outage falls.
+#[cfg(test)]
+mod edges {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const OBJ: f64 = 5.0;
+    const FROM: i64 = 1_800_000_000 - 1_800_000_000 % 60;
+
+    /// `rpo[i]`: the sample at `FROM - 120 + i + 0.5`; `None`: not scraped.
+    struct Sim {
+        rpo: Vec<Option<f64>>,
+    }
+
+    impl Sim {
+        fn healthy(seconds: usize) -> Sim {
+            Sim {
+                rpo: vec![Some(1.0); seconds],
+            }
+        }
+        fn at(t: f64) -> usize {
+            (t - (FROM - 120) as f64).floor() as usize
+        }
+        /// RPO above the objective over `[a, b)` (seconds after FROM).
+        fn breach(mut self, a: f64, b: f64) -> Sim {
+            for i in Sim::at(FROM as f64 + a)..Sim::at(FROM as f64 + b) {
+                self.rpo[i] = Some(OBJ + 10.0);
+            }
+            self
+        }
+        fn down(mut self, a: f64, b: f64) -> Sim {
+            for i in Sim::at(FROM as f64 + a)..Sim::at(FROM as f64 + b) {
+                self.rpo[i] = None;
+            }
+            self
+        }
+        /// The judgement of `(lo, hi]`: met 1, breached 0, None no data
+        /// (fewer than half of the scrapes succeeded, or none).
+        fn judge(&self, lo: i64, hi: i64) -> Option<f64> {
+            let s: Vec<Option<f64>> = (lo..hi)
+                .map(|t| self.rpo.get(Sim::at(t as f64 + 0.5)).copied().flatten())
+                .collect();
+            let up = s.iter().filter(|v| v.is_some()).count();
+            if up * 2 < s.len() || up == 0 {
+                return None;
+            }
+            let max = s.iter().flatten().fold(f64::MIN, |a, b| a.max(*b));
+            Some(if max <= OBJ { 1.0 } else { 0.0 })
+        }
+        fn failed(&self, lo: i64, hi: i64) -> bool {
+            (lo..hi).any(|t| {
+                self.rpo
+                    .get(Sim::at(t as f64 + 0.5))
+                    .copied()
+                    .flatten()
+                    .is_none()
+            })
+        }
+    }
+
+    /// (judged, met) over the window `FROM .. FROM + minutes`, raw and rules.
+    fn both(sim: &Sim, minutes: i64, offset: i64) -> ((f64, f64), (f64, f64), (f64, f64)) {
+        let to = FROM + minutes * 60;
+        let ends: Vec<i64> = (1..=minutes).map(|i| FROM + i * 60).collect();
+        let raw: BTreeMap<i64, f64> = ends
+            .iter()
+            .filter_map(|t| sim.judge(t - 60, *t).map(|v| (*t, v)))
+            .collect();
+        // The evaluation in (T − 60, T].
+        let eval = |t: i64| {
+            let e = if offset == 0 { t } else { t - 60 + offset };
+            sim.judge(e - 60, e)
+        };
+        let rules: BTreeMap<i64, f64> = ends
+            .iter()
+            .filter_map(|t| eval(*t).map(|v| (*t, v)))
+            .collect();
+        let count = |m: &BTreeMap<i64, f64>| (m.len() as f64, m.values().sum::<f64>());
+        let flags: Vec<f64> = ends
+            .iter()
+            .filter(|t| eval(**t) == Some(0.0) || eval(**t).is_some() != eval(**t - 60).is_some())
+            .map(|t| *t as f64)
+            .collect();
+        let failed: Vec<f64> = ends
+            .iter()
+            .filter(|t| sim.failed(**t - 60, **t))
+            .map(|t| *t as f64)
+            .collect();
+        let u = uncertain_slices(&flags, &failed, FROM as f64, to as f64, 60.0);
+        let (rj, rm) = count(&rules);
+        let swapped = swap_uncertain(rj, rm, &u, &rules, &raw);
+        (count(&raw), swapped, (rj, rm))
+    }
+
+    fn agree(sim: &Sim, minutes: i64, what: &str) -> usize {
+        let mut old_differs = 0;
+        for offset in 0..60 {
+            let (raw, rules, old) = both(sim, minutes, offset);
+            assert_eq!(raw, rules, "{what}, evaluations at :{offset:02}");
+            if old != raw {
+                old_differs += 1;
+            }
+        }
+        old_differs
+    }
+
+    #[test]
+    fn episodes_straddling_a_minute_are_judged_alike() {
+        // 14 s above, straddling the minute FROM + 120 at every phase.
+        for shift in -13..=0 {
+            let a = 120.0 + shift as f64;
+            let sim = Sim::healthy(600).breach(a, a + 14.0);
+            let old = agree(&sim, 5, &format!("14 s from +{a}"));
+            // The old rules path (one evaluation per slice) disagreed at
+            // most offsets.
+            assert!(
+                old >= 10,
+                "14 s from +{a}: the old path differed at only {old} offsets"
+            );
+        }
+    }
+
+    #[test]
+    fn a_breach_in_the_last_minute_is_never_met() {
+        // 25 s above, ending just before the window's end (its evaluation
+        // comes after `to`).
+        let sim = Sim::healthy(600).breach(150.0, 175.0);
+        let old = agree(&sim, 3, "25 s before to");
+        assert!(old > 0);
+        for offset in 0..60 {
+            let (_, (judged, met), _) = both(&sim, 3, offset);
+            assert_eq!((judged, met), (3.0, 2.0), "evaluations at :{offset:02}");
+        }
+        // Without the tail the window is all met.
+        assert_eq!(both(&sim, 2, 17).1, (2.0, 2.0));
+    }
+
+    #[test]
+    fn outages_are_judged_alike() {
+        for (len, at) in [
+            (35.0, 61.0),
+            (35.0, 95.0),
+            (62.0, 59.0),
+            (62.0, 100.0),
+            (150.0, 70.0),
+            (20.0, 170.0),
+        ] {
+            let sim = Sim::healthy(700).down(at, at + len).breach(250.0, 262.0);
+            agree(&sim, 6, &format!("{len} s down from +{at}"));
+        }
+    }
+
+    #[test]
+    fn uncertain_ranges_merge_near_neighbours() {
+        let u = uncertain_slices(
+            &[FROM as f64 + 120.0],
+            &[FROM as f64 + 600.0],
+            FROM as f64,
+            FROM as f64 + 3600.0,
+            60.0,
+        );
+        let f = FROM;
+        assert_eq!(
+            u.iter().copied().collect::<Vec<_>>(),
+            vec![f + 60, f + 120, f + 600, f + 3600]
+        );
+        assert_eq!(
+            slice_ranges(&u, 60, 10, 1000),
+            vec![(f + 60, f + 600), (f + 3600, f + 3600)]
+        );
+        assert_eq!(slice_ranges(&u, 60, 1, 1000).len(), 3);
+        assert_eq!(slice_ranges(&u, 60, 10, 2).len(), 3);
     }
 }
