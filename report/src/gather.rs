@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::analysis::{self, Run};
+use super::html::fmt_time;
 use super::model::*;
 use super::prom::{Prom, PromError, Series, MAX_POINTS};
 use super::ReportError;
@@ -106,6 +107,58 @@ struct Gatherer<'a> {
     /// Label matchers every query carries (the chosen targets).
     sel: String,
     rules: bool,
+    /// Rules path: the slices judged from raw samples (`Gatherer::edges`).
+    edges: Option<Edges>,
+}
+
+/// The rules path's slices its evaluations cannot vouch for
+/// (`analysis::uncertain_slices`), with their judgements on both paths.
+#[derive(Debug, Default)]
+struct Edges {
+    /// Uncertain slice ends per pair and per target.
+    pairs: BTreeMap<PairKey, BTreeSet<i64>>,
+    targets: BTreeMap<String, BTreeSet<i64>>,
+    /// Their judgements (1 met, 0 breached, absent no data): by the rules'
+    /// evaluation in the minute before each end, and by raw samples.
+    pair_rules: BTreeMap<PairKey, BTreeMap<i64, f64>>,
+    pair_raw: BTreeMap<PairKey, BTreeMap<i64, f64>>,
+    target_rules: BTreeMap<String, BTreeMap<i64, f64>>,
+    target_raw: BTreeMap<String, BTreeMap<i64, f64>>,
+    /// Breached uncertain slices per pair, `(slice end, highest RPO)`.
+    breaches: BTreeMap<PairKey, Vec<(f64, f64)>>,
+    /// The rules' last evaluation at or before the window's end.
+    last_evaluation: Option<f64>,
+    /// Slices of the window judged from raw samples, over every target.
+    slices: u64,
+}
+
+/// The rules' judgement of the slice ending at each step: their one
+/// evaluation in `(T − 1 min, T]`.
+fn rule_at(series: &str, sel: &str) -> String {
+    format!("min_over_time({series}{{{sel}}}[{}])", range(SLICE))
+}
+
+/// Slice ends whose rules evaluation breached, or appears or disappears
+/// (present while the one a minute before is not, or the other way round),
+/// per `by`: what `analysis::uncertain_slices` calls flags.
+pub fn flag_expr(series: &str, sel: &str, by: &str) -> String {
+    let now = rule_at(series, sel);
+    let before = format!(
+        "min_over_time({series}{{{sel}}}[{}] offset 1m)",
+        range(SLICE)
+    );
+    format!("count by ({by}) (({now} == 0) or ({now} unless {before}) or ({before} unless {now}))")
+}
+
+/// Slice ends in which a scrape of an agent measuring the pair (or target)
+/// failed, per `by`: those slices are judged from raw samples too, since
+/// `avg_over_time(up[1m]) >= 0.5` of an evaluation does not carry over to
+/// the clock minute it overlaps.
+pub fn failed_scrape_expr(sel: &str, by: &str) -> String {
+    format!(
+        "min by ({by}) (min_over_time(up[{}]) * on (job, instance) group_right () group by (job, instance, {PAIR}) (last_over_time(rpo:rpo_seconds:max1m{{{sel}}}[1h]))) < 1",
+        range(SLICE)
+    )
 }
 
 impl Gatherer<'_> {
@@ -170,8 +223,12 @@ impl Gatherer<'_> {
 
     /// The per-slice judgement of every pair: 1 met, 0 breached, absent no data.
     fn slice_expr(&self) -> String {
+        self.slice_expr_of(self.rules)
+    }
+
+    fn slice_expr_of(&self, rules: bool) -> String {
         let sel = &self.sel;
-        if self.rules {
+        if rules {
             format!(
                 "min by ({PAIR}) (max_over_time(rpo:slice_within_objective:bool1m{{{sel}}}[1m]))"
             )
@@ -186,8 +243,8 @@ impl Gatherer<'_> {
     }
 
     /// The highest RPO of every breached slice (only breached slices answer).
-    fn breach_expr(&self, sel: &str) -> String {
-        if self.rules {
+    fn breach_expr(&self, sel: &str, rules: bool) -> String {
+        if rules {
             format!(
                 "max by ({PAIR}) (max_over_time(rpo:rpo_seconds:max1m{{{sel}}}[1m]) > max_over_time(rpo:rpo_objective_seconds:max1m{{{sel}}}[1m]))"
             )
@@ -245,6 +302,23 @@ impl Gatherer<'_> {
                 s.label("target").to_string()
             })
             .await?;
+        let (mut judged, mut met, mut t_judged, mut t_met) = (judged, met, t_judged, t_met);
+        if let Some(edges) = &self.edges {
+            swap(
+                &mut judged,
+                &mut met,
+                &edges.pairs,
+                &edges.pair_rules,
+                &edges.pair_raw,
+            );
+            swap(
+                &mut t_judged,
+                &mut t_met,
+                &edges.targets,
+                &edges.target_rules,
+                &edges.target_raw,
+            );
+        }
         let slices = (self.window.seconds() / SLICE).round() as u64;
         let make = |judged: f64, met: f64| {
             let judged = (judged.round() as u64).min(slices);
@@ -267,11 +341,196 @@ impl Gatherer<'_> {
         Ok((pairs, targets))
     }
 
+    /// Rules path: the slices the rules' evaluations cannot vouch for, per
+    /// pair and per target, judged again from raw samples (the raw path's
+    /// own expressions, at the same clock minutes), so both paths count the
+    /// same slices. Few slices, asked in few ranges.
+    async fn edges(
+        &self,
+        pairs: &BTreeSet<PairKey>,
+        targets: &BTreeSet<String>,
+    ) -> Result<Edges, ReportError> {
+        let Window { from, to } = self.window;
+        let sel = &self.sel;
+        let per_call = (MAX_POINTS - 1) as f64 * SLICE;
+        // Slice ends per key, from one query over the window.
+        let ends = |q: String| async move {
+            let mut out: BTreeMap<Vec<String>, Vec<f64>> = BTreeMap::new();
+            for (s, e) in analysis::chunks(from, to, per_call) {
+                for series in self.prom.query_range(&q, s + SLICE, e, SLICE).await? {
+                    out.entry(vec![
+                        series.label("target").to_string(),
+                        series.label("source_region").to_string(),
+                        series.label("replica_region").to_string(),
+                    ])
+                    .or_default()
+                    .extend(series.samples.iter().map(|x| x.0));
+                }
+            }
+            Ok::<_, ReportError>(out)
+        };
+        let by_target = "target, kind";
+        let pair_flags = ends(flag_expr(
+            "rpo:pair_slice_within_objective:bool1m",
+            sel,
+            PAIR,
+        ))
+        .await?;
+        let target_flags = ends(flag_expr(
+            "rpo:target_slice_within_objective:bool1m",
+            sel,
+            by_target,
+        ))
+        .await?;
+        let pair_failed = ends(failed_scrape_expr(sel, PAIR)).await?;
+        let target_failed = ends(failed_scrape_expr(sel, by_target)).await?;
+        let none = Vec::new();
+        let mut edges = Edges::default();
+        let pair_keys: BTreeSet<PairKey> = pairs
+            .iter()
+            .cloned()
+            .chain(
+                pair_flags
+                    .keys()
+                    .chain(pair_failed.keys())
+                    .map(|k| (k[0].clone(), k[1].clone(), k[2].clone())),
+            )
+            .collect();
+        for k in pair_keys {
+            let v = vec![k.0.clone(), k.1.clone(), k.2.clone()];
+            let u = analysis::uncertain_slices(
+                pair_flags.get(&v).unwrap_or(&none),
+                pair_failed.get(&v).unwrap_or(&none),
+                from,
+                to,
+                SLICE,
+            );
+            edges.pairs.insert(k, u);
+        }
+        let target_keys: BTreeSet<String> = targets
+            .iter()
+            .cloned()
+            .chain(
+                target_flags
+                    .keys()
+                    .chain(target_failed.keys())
+                    .map(|k| k[0].clone()),
+            )
+            .collect();
+        for t in target_keys {
+            let v = vec![t.clone(), String::new(), String::new()];
+            let u = analysis::uncertain_slices(
+                target_flags.get(&v).unwrap_or(&none),
+                target_failed.get(&v).unwrap_or(&none),
+                from,
+                to,
+                SLICE,
+            );
+            edges.slices += u.len() as u64;
+            edges.targets.insert(t, u);
+        }
+        // Judge them: the raw path's expressions and the rules' evaluation,
+        // at the same slice ends.
+        let all: BTreeSet<i64> = edges
+            .pairs
+            .values()
+            .chain(edges.targets.values())
+            .flatten()
+            .copied()
+            .collect();
+        let raw_pair = self.slice_expr_of(false);
+        let raw_target = format!("min by (target) ({raw_pair})");
+        let rules_pair = rule_at("rpo:pair_slice_within_objective:bool1m", sel);
+        let rules_target = rule_at("rpo:target_slice_within_objective:bool1m", sel);
+        let raw_breach = self.breach_expr(sel, false);
+        let at = |series: &Series| -> Vec<(i64, f64)> {
+            series
+                .samples
+                .iter()
+                .filter(|x| x.1.is_finite())
+                .map(|x| (x.0.round() as i64, x.1))
+                .collect()
+        };
+        let step = SLICE as i64;
+        for (a, b) in analysis::slice_ranges(&all, step, 10, (MAX_POINTS - 1) as i64) {
+            let (a, b) = (a as f64, b as f64);
+            for s in self.prom.query_range(&raw_pair, a, b, SLICE).await? {
+                let k = pair_key(&s);
+                let u = edges.pairs.get(&k);
+                let m = edges.pair_raw.entry(k.clone()).or_default();
+                m.extend(
+                    at(&s)
+                        .into_iter()
+                        .filter(|(t, _)| u.is_some_and(|u| u.contains(t))),
+                );
+            }
+            for s in self.prom.query_range(&rules_pair, a, b, SLICE).await? {
+                let k = pair_key(&s);
+                let u = edges.pairs.get(&k);
+                let m = edges.pair_rules.entry(k.clone()).or_default();
+                m.extend(
+                    at(&s)
+                        .into_iter()
+                        .filter(|(t, _)| u.is_some_and(|u| u.contains(t))),
+                );
+            }
+            for s in self.prom.query_range(&raw_target, a, b, SLICE).await? {
+                let k = s.label("target").to_string();
+                let u = edges.targets.get(&k);
+                let m = edges.target_raw.entry(k.clone()).or_default();
+                m.extend(
+                    at(&s)
+                        .into_iter()
+                        .filter(|(t, _)| u.is_some_and(|u| u.contains(t))),
+                );
+            }
+            for s in self.prom.query_range(&rules_target, a, b, SLICE).await? {
+                let k = s.label("target").to_string();
+                let u = edges.targets.get(&k);
+                let m = edges.target_rules.entry(k.clone()).or_default();
+                m.extend(
+                    at(&s)
+                        .into_iter()
+                        .filter(|(t, _)| u.is_some_and(|u| u.contains(t))),
+                );
+            }
+            for s in self.prom.query_range(&raw_breach, a, b, SLICE).await? {
+                let k = pair_key(&s);
+                let u = edges.pairs.get(&k);
+                edges.breaches.entry(k.clone()).or_default().extend(
+                    at(&s)
+                        .into_iter()
+                        .filter(|(t, _)| u.is_some_and(|u| u.contains(t)))
+                        .map(|(t, v)| (t as f64, v)),
+                );
+            }
+        }
+        for v in edges.breaches.values_mut() {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        edges.last_evaluation = self
+            .prom
+            .query(
+                &format!("max(timestamp(rpo:rpo_objective_seconds:max1m{{{sel}}}))"),
+                to,
+            )
+            .await?
+            .first()
+            .map(first)
+            .filter(|v| v.is_finite());
+        Ok(edges)
+    }
+
     /// Breached slices per pair, as `(slice end, highest RPO)`, in order.
+    /// On the rules path only uncertain slices can breach: a slice both of
+    /// whose evaluations met is met.
     async fn breached_slices(&self) -> Result<BTreeMap<PairKey, Vec<(f64, f64)>>, ReportError> {
+        if let Some(edges) = &self.edges {
+            return Ok(edges.breaches.clone());
+        }
         let mut out: BTreeMap<PairKey, Vec<(f64, f64)>> = BTreeMap::new();
         let per_call = (MAX_POINTS - 1) as f64 * SLICE;
-        let q = self.breach_expr(&self.sel);
+        let q = self.breach_expr(&self.sel, self.rules);
         let Window { from, to } = self.window;
         for (s, e) in analysis::chunks(from, to, per_call) {
             for series in self.prom.query_range(&q, s + SLICE, e, SLICE).await? {
@@ -847,6 +1106,31 @@ fn first(s: &Series) -> f64 {
     s.samples.first().map(|x| x.1).unwrap_or(f64::NAN)
 }
 
+/// The rules' counts per key with their uncertain slices judged from raw
+/// samples (`analysis::swap_uncertain`).
+fn swap<K: Ord + Clone>(
+    judged: &mut BTreeMap<K, f64>,
+    met: &mut BTreeMap<K, f64>,
+    uncertain: &BTreeMap<K, BTreeSet<i64>>,
+    rules: &BTreeMap<K, BTreeMap<i64, f64>>,
+    raw: &BTreeMap<K, BTreeMap<i64, f64>>,
+) {
+    let empty = BTreeMap::new();
+    for (k, u) in uncertain {
+        let (j, m) = analysis::swap_uncertain(
+            judged.get(k).copied().unwrap_or(0.0),
+            met.get(k).copied().unwrap_or(0.0),
+            u,
+            rules.get(k).unwrap_or(&empty),
+            raw.get(k).unwrap_or(&empty),
+        );
+        if j > 0.0 || judged.contains_key(k) {
+            judged.insert(k.clone(), j);
+            met.insert(k.clone(), m);
+        }
+    }
+}
+
 /// An episode known only to slice precision.
 fn slice_run(first: f64, last: f64, peak: f64) -> Run {
     Run {
@@ -855,6 +1139,24 @@ fn slice_run(first: f64, last: f64, peak: f64) -> Run {
         peak,
         open: false,
     }
+}
+
+/// What the rules path's note adds: which slices raw samples judged, and
+/// where the rules' evaluations ended.
+fn edges_note(edges: &Edges, window: Window) -> String {
+    let last = match edges.last_evaluation {
+        Some(t) => format!(
+            "the rules' last evaluation in the window was at {} ({:.0} s past the minute)",
+            fmt_time(t),
+            t.rem_euclid(SLICE)
+        ),
+        None => "the rules made no evaluation in the window's last 5 minutes".to_string(),
+    };
+    format!(
+        "; the other {} slice(s) were judged from raw samples, as --raw judges them: those a breached, missing or new evaluation or a failed scrape touches, and the window's last slice (to {}), whose second evaluation comes after the window: {last})",
+        edges.slices,
+        fmt_time(window.to)
+    )
 }
 
 /// Which query path answers, and why.
@@ -924,12 +1226,12 @@ async fn choose_path(
             ),
         ));
     }
-    // The rules' slices are the minutes their group evaluates, which
-    // Prometheus offsets from the clock's: each slice of the window is
-    // judged by the evaluation inside it, up to a minute off its edges.
+    // The rules' evaluations are offset from the clock's minutes: a slice
+    // is met on their word only when both evaluations overlapping it are
+    // (`Gatherer::edges`); `gather` adds which slices raw samples judged.
     Ok((
         true,
-        "recording rules (rpo:*:1m of dashboards/rules/rpo-recording.rules.yml; each slice judged by the rules' evaluation within it)".into(),
+        "recording rules (rpo:*:1m of dashboards/rules/rpo-recording.rules.yml; each clock minute met when both of the rules' evaluations that overlap it are met".into(),
     ))
 }
 
@@ -965,8 +1267,9 @@ pub async fn gather(prom: &Prom, req: &Request, now: f64) -> Result<Report, Repo
         window: req.window,
         sel: String::new(),
         rules: false,
+        edges: None,
     };
-    let (rules, path_note) = choose_path(prom, &g, req.force_raw).await?;
+    let (rules, mut path_note) = choose_path(prom, &g, req.force_raw).await?;
     g.rules = rules;
     // Every target with data first: an unknown name is then named with the
     // ones that exist.
@@ -982,6 +1285,7 @@ pub async fn gather(prom: &Prom, req: &Request, now: f64) -> Result<Report, Repo
             },
             sel: String::new(),
             rules: false,
+            edges: None,
         };
         for (k, v) in discover(&recent).await? {
             let e = all.entry(k).or_insert((v.0.clone(), f64::NAN));
@@ -1011,6 +1315,13 @@ pub async fn gather(prom: &Prom, req: &Request, now: f64) -> Result<Report, Repo
         .filter(|(k, _)| req.targets.is_empty() || req.targets.contains(&k.0))
         .collect();
 
+    if g.rules {
+        let keys: BTreeSet<PairKey> = pairs.keys().cloned().collect();
+        let names: BTreeSet<String> = keys.iter().map(|k| k.0.clone()).collect();
+        let edges = g.edges(&keys, &names).await?;
+        path_note.push_str(&edges_note(&edges, req.window));
+        g.edges = Some(edges);
+    }
     // Independent questions, asked side by side.
     let ((pair_att, target_att), episodes, counters, buckets, down, aws, failovers) = tokio::try_join!(
         g.attainment(),
