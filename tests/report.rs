@@ -506,3 +506,133 @@ fn bad_input_gets_a_message_that_names_the_thing() {
         "{err}"
     );
 }
+
+/// The rules group's evaluation offset past each minute, seconds (the
+/// timestamp of its latest sample).
+fn rules_offset(mon: &Monitoring) -> Option<f64> {
+    mon.query_value("max(timestamp(rpo:rpo_objective_seconds:max1m))")
+        .map(|t| t % 60.0)
+}
+
+/// The edges of a slice (issue 20): an episode straddling a clock minute
+/// and a breach in the last minute before `--to`. Whatever offset the
+/// rules group evaluates at, the rules path must judge exactly the clock
+/// minutes the raw path judges, and never call the last slice met because
+/// its evaluation has not happened yet. Own lab and agent: its target must
+/// not show up in the drill's fleet figures.
+///
+/// Script (B a clock minute): RPO above the objective over ≈ B−5 … B+5.5
+/// (straddles B), healthy, above again over ≈ B+169 … B+177.5; the window
+/// B−60 … B+180 (four slices: breached, breached, met, breached) and its
+/// last two minutes (`--last 2m`: met, breached), reported at B+182.
+#[test]
+fn slice_edges_are_judged_alike_on_both_paths() {
+    const EDGE: &str = "edge-ddb";
+    let t0 = Instant::now();
+    let lab = Lab::start("aws,monitoring");
+    let mon = Monitoring::of(&lab);
+    let prom = mon.prometheus.clone();
+    rpo_integration_tests::rt().block_on(lab.create_global_table(EDGE, SRC, DST, None));
+    lab.fault(&["dynamodb", "delay", "200ms", "--table", EDGE]);
+    let cfg = format!(
+        "[agent]\nid = \"edge\"\nlisten = \"127.0.0.1:{}\"\n\n\
+         [[target]]\nname = \"{EDGE}\"\nkind = \"dynamodb\"\ntable = \"{EDGE}\"\nsource = {{ region = \"{SRC}\" }}\nreplicas = [{{ region = \"{DST}\" }}]\ninterval = \"1s\"\ntimeout = \"2m\"\nobjective = \"{}s\"\n",
+        free_port(),
+        OBJECTIVE as u64
+    );
+    let agent = Agent::start(&cfg, &lab.env);
+    lab.fault(&["monitoring", "scrape", &agent.addr]);
+    let scraped = Instant::now() + Duration::from_secs(30);
+    while mon.query_value("count(rpo_seconds == rpo_seconds)") != Some(1.0) {
+        assert!(
+            Instant::now() < scraped,
+            "Prometheus does not scrape the agent"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let b = ((unix_now() + 12.0) / 60.0).ceil() * 60.0;
+    let stall = |start: f64, end: f64| {
+        sleep_until(start);
+        lab.fault(&["dynamodb", "stall", "--table", EDGE]);
+        sleep_until(end);
+        lab.fault(&["dynamodb", "resume", "--table", EDGE]);
+    };
+    stall(b - 10.0, b + 5.0);
+    stall(b + 164.0, b + 177.0);
+    let (from, to) = (b - 60.0, b + 180.0);
+    sleep_until(to + 2.0);
+    let offset = rules_offset(&mon);
+    println!(
+        "script done after {:?}: B = {b}, rules evaluate at {offset:?} s past each minute",
+        t0.elapsed()
+    );
+
+    // The clock minutes with a raw sample above the objective.
+    let above: std::collections::BTreeSet<i64> = raw_rpo(&mon, EDGE, from, to)
+        .iter()
+        .filter(|(_, v)| *v > OBJECTIVE)
+        .map(|(t, _)| ((t - 1e-3) / 60.0).floor() as i64 * 60 + 60)
+        .collect();
+    let want: Vec<i64> = [b, b + 60.0, b + 180.0].iter().map(|t| *t as i64).collect();
+    assert_eq!(
+        above.iter().copied().collect::<Vec<_>>(),
+        want,
+        "the script did not breach the minutes it meant to (slice ends)"
+    );
+
+    let (from_s, to_s) = (format!("{from}"), format!("{to}"));
+    let json = |args: &[&str]| {
+        let (code, out, err) = report(
+            &[
+                &["--prometheus", &prom, "--format", "json", "--target", EDGE][..],
+                args,
+            ]
+            .concat(),
+        );
+        assert_eq!(code, Some(0), "report failed: {err}");
+        serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let full = ["--from", &from_s, "--to", &to_s];
+    let tail = ["--last", "2m"];
+    for (window, breached, met) in [(&full[..], 3, 1), (&tail[..], 1, 1)] {
+        let raw = json(&[window, &["--raw"]].concat());
+        let ruled = json(window);
+        assert_eq!(raw["path"], "raw_queries", "{}", raw["path_note"]);
+        assert_eq!(ruled["path"], "recording_rules", "{}", ruled["path_note"]);
+        let (a, r) = (
+            &target(&raw, EDGE)["attainment"],
+            &target(&ruled, EDGE)["attainment"],
+        );
+        println!(
+            "{window:?}: raw {a}, rules {r}\n  rules path: {}",
+            ruled["path_note"]
+        );
+        assert_eq!(a, r, "{window:?}: the two paths judged different slices");
+        assert_eq!(
+            (
+                a["breached"].as_u64(),
+                a["met"].as_u64(),
+                a["no_data"].as_u64()
+            ),
+            (Some(breached), Some(met), Some(0)),
+            "{window:?}: {a}"
+        );
+        assert_eq!(target(&ruled, EDGE)["verdict"], "breached");
+        // The last slice's breach is an episode on both paths.
+        for rep in [&raw, &ruled] {
+            let eps = target(rep, EDGE)["episodes"].as_array().unwrap();
+            assert!(
+                eps.iter().any(|e| e["end"].as_f64().unwrap() >= to - 20.0),
+                "{window:?} {}: no episode in the last minute: {eps:#?}",
+                rep["path"]
+            );
+        }
+        // It says which path judged the tail.
+        let note = ruled["path_note"].as_str().unwrap();
+        assert!(
+            note.contains("raw samples") && note.contains("last"),
+            "the rules path does not say who judged the tail: {note}"
+        );
+    }
+    println!("slice edges: {:?}", t0.elapsed());
+}
