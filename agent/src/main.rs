@@ -255,7 +255,11 @@ fn write_alarms(
     s3: bool,
 ) -> ExitCode {
     use rpo_agent::alarms;
-    let upload = if s3 { alarms::Upload::S3 } else { alarms::Upload::Direct };
+    let upload = if s3 {
+        alarms::Upload::S3
+    } else {
+        alarms::Upload::Direct
+    };
     let written = match alarms::plan(cfg, upload) {
         Ok(w) => w,
         Err(e) => {
@@ -272,7 +276,10 @@ fn write_alarms(
     };
     let Some(dir) = out_dir else {
         if written.len() > 1 {
-            eprintln!("rpo-agent alarms: {}", alarms::why_not_one(&written, upload));
+            eprintln!(
+                "rpo-agent alarms: {}",
+                alarms::why_not_one(&written, upload)
+            );
             return ExitCode::from(2);
         }
         let text = &written[0].text;
@@ -307,7 +314,10 @@ fn write_alarms(
         if let Err(e) = std::fs::remove_file(dir.join(n)) {
             return fail(e);
         }
-        eprintln!("rpo-agent alarms: removed {} (not part of this plan)", dir.join(n).display());
+        eprintln!(
+            "rpo-agent alarms: removed {} (not part of this plan)",
+            dir.join(n).display()
+        );
     }
     let mut paths = Vec::new();
     for (w, n) in written.iter().zip(&names) {
@@ -433,7 +443,13 @@ fn main() -> ExitCode {
                 s3,
             } => match load(config.as_deref()) {
                 Ok(c) => {
-                    return write_alarms(&c, config.as_deref(), out.as_deref(), out_dir.as_deref(), s3)
+                    return write_alarms(
+                        &c,
+                        config.as_deref(),
+                        out.as_deref(),
+                        out_dir.as_deref(),
+                        s3,
+                    )
                 }
                 Err(code) => return code,
             },

@@ -160,7 +160,10 @@ impl Measure {
 
     fn add_dashboard(&mut self, body: &str) {
         let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        let widgets = v["widgets"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let widgets = v["widgets"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         self.widgets += widgets.len();
         for w in widgets {
             let n = w["properties"]["metrics"].as_array().map_or(0, Vec::len);
@@ -203,7 +206,11 @@ mod tests {
 
     /// What `rpo-agent alarms` writes for a configuration.
     fn written(c: &Config, upload: Upload) -> Vec<String> {
-        plan(c, upload).unwrap().into_iter().map(|w| w.text).collect()
+        plan(c, upload)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.text)
+            .collect()
     }
 
     /// The template as read back from its YAML text alone (not from the
@@ -225,7 +232,11 @@ mod tests {
             alarm_names: vec![],
         };
         let lines: Vec<&str> = yaml.lines().collect();
-        let start = lines.iter().position(|l| *l == "Resources:").expect("Resources:") + 1;
+        let start = lines
+            .iter()
+            .position(|l| *l == "Resources:")
+            .expect("Resources:")
+            + 1;
         let mut period = None;
         let mut i = start;
         while i < lines.len() {
@@ -242,7 +253,8 @@ mod tests {
                 period = Some(v.parse::<u64>().unwrap());
             }
             if let Some(v) = l.strip_prefix("      EvaluationPeriods: ") {
-                r.evaluations.push(period.take().expect("Period first") * v.parse::<u64>().unwrap());
+                r.evaluations
+                    .push(period.take().expect("Period first") * v.parse::<u64>().unwrap());
             }
             if let Some(v) = l.strip_prefix("      AlarmName: ") {
                 r.alarm_names.push(serde_json::from_str(v).unwrap());
@@ -250,12 +262,14 @@ mod tests {
             if l == "        Fn::Sub: |-" && lines[i - 1] == "      DashboardBody:" {
                 let mut body = String::new();
                 i += 1;
-                while i < lines.len() && (lines[i].is_empty() || lines[i].starts_with("          ")) {
+                while i < lines.len() && (lines[i].is_empty() || lines[i].starts_with("          "))
+                {
                     body.push_str(lines[i].get(10..).unwrap_or(""));
                     body.push('\n');
                     i += 1;
                 }
-                r.dashboards.push(serde_json::from_str(&body).expect("the dashboard body is JSON"));
+                r.dashboards
+                    .push(serde_json::from_str(&body).expect("the dashboard body is JSON"));
                 continue;
             }
             i += 1;
@@ -270,7 +284,11 @@ mod tests {
         let mut alarms = Vec::new();
         let mut figures = Vec::new();
         for (k, y) in texts.iter().enumerate() {
-            let what = format!("{n} pairs ({upload:?}), template {} of {}", k + 1, texts.len());
+            let what = format!(
+                "{n} pairs ({upload:?}), template {} of {}",
+                k + 1,
+                texts.len()
+            );
             let r = read_back(y);
             figures.push(format!("{} B, {} resources", y.len(), r.resources.len()));
             assert!(
@@ -285,36 +303,59 @@ mod tests {
                 r.resources.len()
             );
             assert!(
-                r.evaluations.iter().all(|s| *s <= MAX_ALARM_EVALUATION_SECONDS),
+                r.evaluations
+                    .iter()
+                    .all(|s| *s <= MAX_ALARM_EVALUATION_SECONDS),
                 "{what}: Period × EvaluationPeriods {:?}",
                 r.evaluations.iter().max()
             );
             assert_eq!(r.dashboards.len(), 1, "{what}: one dashboard");
             let widgets = r.dashboards[0]["widgets"].as_array().unwrap();
-            assert!(widgets.len() <= MAX_DASHBOARD_WIDGETS, "{what}: {} widgets", widgets.len());
+            assert!(
+                widgets.len() <= MAX_DASHBOARD_WIDGETS,
+                "{what}: {} widgets",
+                widgets.len()
+            );
             let per: Vec<usize> = widgets
                 .iter()
                 .map(|w| w["properties"]["metrics"].as_array().map_or(0, Vec::len))
                 .collect();
             let most = per.iter().copied().max().unwrap_or(0);
-            assert!(most <= MAX_METRICS_PER_WIDGET, "{what}: a widget of {most} metrics");
+            assert!(
+                most <= MAX_METRICS_PER_WIDGET,
+                "{what}: a widget of {most} metrics"
+            );
             let total: usize = per.iter().sum();
-            assert!(total <= MAX_DASHBOARD_METRICS, "{what}: {total} metrics in the dashboard");
+            assert!(
+                total <= MAX_DASHBOARD_METRICS,
+                "{what}: {total} metrics in the dashboard"
+            );
             let most_alarms = widgets
                 .iter()
                 .map(|w| w["properties"]["alarms"].as_array().map_or(0, Vec::len))
                 .max()
                 .unwrap_or(0);
-            assert!(most_alarms <= MAX_ALARMS_PER_WIDGET, "{what}: {most_alarms} alarms in a widget");
+            assert!(
+                most_alarms <= MAX_ALARMS_PER_WIDGET,
+                "{what}: {most_alarms} alarms in a widget"
+            );
             assert!(
                 !y.contains("arn:aws:cloudwatch"),
                 "{what}: the alarm ARNs hard-code the aws partition"
             );
             alarms.extend(r.alarm_names);
         }
-        eprintln!("FIGURES {n} pairs ({upload:?}): {} template(s): {}", texts.len(), figures.join("; "));
+        eprintln!(
+            "FIGURES {n} pairs ({upload:?}): {} template(s): {}",
+            texts.len(),
+            figures.join("; ")
+        );
         // Every alarm of every pair, once across all the templates.
-        assert_eq!(alarms.len(), 3 * n, "{n} pairs: alarms across the templates");
+        assert_eq!(
+            alarms.len(),
+            3 * n,
+            "{n} pairs: alarms across the templates"
+        );
         alarms.sort();
         alarms.dedup();
         assert_eq!(alarms.len(), 3 * n, "{n} pairs: an alarm in two templates");
@@ -349,16 +390,26 @@ mod tests {
         let text = "[emf]\nevery = \"8h\"\n[[target]]\nname = \"t\"\nkind = \"dynamodb\"\ntable = \"t\"\nsource = { region = \"ap-northeast-1\" }\nreplicas = [{ region = \"ap-northeast-3\" }]\n";
         let c = crate::config::parse(&crate::config::Origin::Inline, text).unwrap();
         let w = plan(&c, Upload::Direct).unwrap();
-        assert_eq!(w[0].measure.evaluation_seconds, MAX_ALARM_EVALUATION_SECONDS);
+        assert_eq!(
+            w[0].measure.evaluation_seconds,
+            MAX_ALARM_EVALUATION_SECONDS
+        );
         assert_eq!(w[0].measure.exceeds(Upload::Direct), None);
         // A second more (what validation refuses) would not be.
         let mut emf = c.emf.clone().unwrap();
         emf.every += std::time::Duration::from_secs(1);
         let tm = super::super::timing(&emf);
-        let longest = [tm.rpo_periods, tm.probe_periods, tm.lost_periods].into_iter().max().unwrap();
+        let longest = [tm.rpo_periods, tm.probe_periods, tm.lost_periods]
+            .into_iter()
+            .max()
+            .unwrap();
         assert!(tm.period * longest > MAX_ALARM_EVALUATION_SECONDS);
-        let e = crate::config::parse(&crate::config::Origin::Inline, &text.replace("8h", "8h 1s")).unwrap_err();
+        let e = crate::config::parse(&crate::config::Origin::Inline, &text.replace("8h", "8h 1s"))
+            .unwrap_err();
         assert_eq!(e.key, "emf.every", "{e}");
-        assert!(e.to_string().contains("86,400") && e.fix.contains("8h"), "{e}");
+        assert!(
+            e.to_string().contains("86,400") && e.fix.contains("8h"),
+            "{e}"
+        );
     }
 }

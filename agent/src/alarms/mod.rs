@@ -19,9 +19,9 @@
 //! checked-in file is byte-stable).
 
 mod dashboard;
-pub mod limits;
 #[cfg(test)]
 mod fixtures;
+pub mod limits;
 mod names;
 mod node;
 mod pairs;
@@ -31,9 +31,9 @@ use std::time::Duration;
 use crate::config::{Config, ConfigError, EmfConfig, EmfDimension, Origin};
 
 pub use dashboard::aurora_cluster_id;
+pub use limits::{Limit, Measure, Upload};
 pub use names::{alarm_name, logical_id};
 pub use node::{to_json, to_yaml, Node};
-pub use limits::{Limit, Measure, Upload};
 pub use pairs::{pairs, timing, AlarmKind, Pair, Timing};
 
 use dashboard::dashboard_body;
@@ -54,9 +54,14 @@ pub const DEFAULT_DASHBOARD: &str = "rpo-agent";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlarmsError {
     NoEmf,
-    NoPairDimensions { sets: String },
+    NoPairDimensions {
+        sets: String,
+    },
     /// One pair's alarms and panels alone break one of AWS's limits.
-    PairTooLarge { pair: String, limit: Limit },
+    PairTooLarge {
+        pair: String,
+        limit: Limit,
+    },
 }
 
 impl AlarmsError {
@@ -244,7 +249,9 @@ pub fn plan(cfg: &Config, upload: Upload) -> Result<Vec<Written>, AlarmsError> {
             }
         }
         let mut end = start + lo;
-        let full = (end < all.len()).then(|| fits(&all[start..end + 1])).flatten();
+        let full = (end < all.len())
+            .then(|| fits(&all[start..end + 1]))
+            .flatten();
         // Keep a target's pairs together when the template holds more than one target.
         if end < all.len() && all[end].target_index == all[end - 1].target_index {
             if let Some(b) = (start + 1..end)
