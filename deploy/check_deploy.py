@@ -1025,6 +1025,116 @@ def check_alarms(cli: Cli | None, task_configs: dict) -> None:
         bad("one AWS::CloudWatch::Dashboard whose DashboardBody is JSON", repr(e))
 
 
+# AWS's limits on what `rpo-agent alarms` writes (agent/src/alarms/limits.rs
+# cites the pages): CloudFormation quotas (template body 51,200 bytes in the
+# request, 1 MB from S3; 500 resources) and CloudWatch quotas (500 widgets per
+# dashboard, 500 metrics per widget, 2,500 per dashboard, 100 alarms per alarm
+# widget; Period × EvaluationPeriods ≤ 86,400 s).
+LIMITS = {"direct": 51_200, "s3": 1_000_000, "resources": 500, "widgets": 500,
+          "widget_metrics": 500, "dashboard_metrics": 2_500, "widget_alarms": 100, "evaluation": 86_400}
+
+
+def scale_config(n: int) -> str:
+    """A configuration of n (target, replica region) pairs: DynamoDB both ways
+    (3 pairs), S3 and Aurora targets (1 each), as the unit tests' fixture."""
+    out, left, i = ['[emf]\nto = "stdout"'], n, 0
+    while left > 0:
+        name = f"target-{i:04d}"
+        if left >= 3 and i % 3 == 0:
+            left -= 3
+            out.append(f'[[target]]\nname = "{name}"\nkind = "dynamodb"\ntable = "{name}-table"\n'
+                       'source = { region = "ap-northeast-1" }\n'
+                       'replicas = [{ region = "ap-northeast-3" }, { region = "us-west-2" }]\ndirection = "both"')
+        elif i % 3 == 1:
+            left -= 1
+            out.append(f'[[target]]\nname = "{name}"\nkind = "s3"\n'
+                       f'source = {{ region = "ap-northeast-1", bucket = "{name}-tokyo" }}\n'
+                       f'replicas = [{{ region = "ap-northeast-3", bucket = "{name}-osaka" }}]')
+        else:
+            left -= 1
+            out.append(f'[[target]]\nname = "{name}"\nkind = "postgres"\n'
+                       f'source = {{ region = "ap-northeast-1", url = "postgres://u@{name}.cluster-a.ap-northeast-1.rds.amazonaws.com/app" }}\n'
+                       f'replicas = [{{ region = "ap-northeast-3", url = "postgres://u@{name}-o.cluster-ro-b.ap-northeast-3.rds.amazonaws.com/app" }}]')
+        i += 1
+    return "\n".join(out) + "\n"
+
+
+def template_breaks(text: str, max_bytes: int) -> list:
+    """The limits a template breaks, read with PyYAML and json alone."""
+    tpl = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    res = tpl.get("Resources", {})
+    out = []
+    if len(text.encode()) > max_bytes:
+        out.append(f"{len(text.encode())} bytes > {max_bytes}")
+    if len(res) > LIMITS["resources"]:
+        out.append(f"{len(res)} resources > {LIMITS['resources']}")
+    for lid, r in res.items():
+        p = r.get("Properties", {})
+        if r.get("Type") == "AWS::CloudWatch::Alarm" and p.get("Period", 0) * p.get("EvaluationPeriods", 0) > LIMITS["evaluation"]:
+            out.append(f"{lid}: Period × EvaluationPeriods > {LIMITS['evaluation']}")
+    dash = [r["Properties"] for r in res.values() if r.get("Type") == "AWS::CloudWatch::Dashboard"]
+    if len(dash) != 1:
+        return out + [f"{len(dash)} dashboards"]
+    body = json.loads(dash[0]["DashboardBody"]["Fn::Sub"])
+    widgets = body["widgets"]
+    per = [len(w.get("properties", {}).get("metrics", [])) for w in widgets]
+    alarms = [len(w.get("properties", {}).get("alarms", [])) for w in widgets]
+    if len(widgets) > LIMITS["widgets"]:
+        out.append(f"{len(widgets)} widgets > {LIMITS['widgets']}")
+    if max(per, default=0) > LIMITS["widget_metrics"]:
+        out.append(f"a widget of {max(per)} metrics > {LIMITS['widget_metrics']}")
+    if sum(per) > LIMITS["dashboard_metrics"]:
+        out.append(f"{sum(per)} metrics > {LIMITS['dashboard_metrics']}")
+    if max(alarms, default=0) > LIMITS["widget_alarms"]:
+        out.append(f"an alarm widget of {max(alarms)} alarms > {LIMITS['widget_alarms']}")
+    if "arn:aws:" in dash[0]["DashboardBody"]["Fn::Sub"]:
+        out.append("the dashboard hard-codes the arn:aws: partition")
+    return out
+
+
+def check_alarm_limits(cli: Cli | None, cfn_lint: str) -> None:
+    print("== `rpo-agent alarms` within AWS's limits (1, 10, 200, 1000 pairs)")
+    if cli is None:
+        bad("no binary to generate the templates with")
+        return
+    with tempfile.TemporaryDirectory(prefix="rpo-alarms-scale-") as d:
+        for n in (1, 10, 200, 1000):
+            cfg = Path(d) / f"p{n}.toml"
+            cfg.write_text(scale_config(n))
+            for upload in ("direct", "s3"):
+                out = Path(d) / f"p{n}-{upload}"
+                r = subprocess.run([str(cli.binary), "alarms", "--config", str(cfg), "--out-dir", str(out),
+                                    *(["--s3"] if upload == "s3" else [])],
+                                   capture_output=True, text=True, timeout=120)
+                files = sorted(out.glob("rpo-alarms*.yaml"), key=lambda p: (len(p.name), p.name))
+                if not check(r.returncode == 0 and files, f"{n} pairs ({upload}): rpo-agent alarms --out-dir writes the templates",
+                             r.stderr[-2000:]):
+                    continue
+                broken, alarms, sizes = [], [], []
+                for f in files:
+                    text = f.read_text()
+                    broken += [f"{f.name}: {b}" for b in template_breaks(text, LIMITS[upload])]
+                    tpl = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                    alarms += [r["Properties"]["AlarmName"] for r in tpl["Resources"].values()
+                               if r.get("Type") == "AWS::CloudWatch::Alarm"]
+                    sizes.append(len(text.encode()))
+                check(not broken and len(alarms) == 3 * n == len(set(alarms)),
+                      f"{n} pairs ({upload}): {len(files)} template(s) of at most {max(sizes)} bytes, "
+                      f"each within AWS's limits; {len(alarms)} alarms, each once",
+                      "\n".join(broken[:20]) + f"\nalarms: {len(alarms)}, distinct {len(set(alarms))}, want {3 * n}")
+                if n == 200:
+                    lint = files if upload == "s3" else files[:3]
+                    r = subprocess.run([cfn_lint, *map(str, lint)], capture_output=True, text=True, timeout=300)
+                    check(r.returncode == 0, f"cfn-lint passes on the 200-pair templates ({upload}: "
+                          f"{', '.join(f.name for f in lint)})", (r.stdout + r.stderr)[-3000:])
+        # One file (stdout / --out) is refused, not written, when it would not fit.
+        r = subprocess.run([str(cli.binary), "alarms", "--config", str(Path(d) / "p10.toml")],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 2 and not r.stdout and "--out-dir" in r.stderr,
+              "10 pairs to stdout: refused (exit 2), naming --out-dir, as one template would be over 51,200 bytes",
+              f"exit {r.returncode}\n{r.stderr[-1000:]}")
+
+
 def check_readme() -> None:
     print("== deploy/README.md")
     p = ROOT / "deploy/README.md"
@@ -1068,6 +1178,7 @@ def main() -> int:
     configs = check_task_definitions(cli)
     check_cloudformation(a.cfn_lint, configs)
     check_alarms(cli, configs)
+    check_alarm_limits(cli, a.cfn_lint)
     check_readme()
     print()
     if PENDING:

@@ -84,9 +84,18 @@ enum Command {
         /// TOML configuration file; without it, $RPO_AGENT_CONFIG holds the text.
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Write the template here (default: stdout).
-        #[arg(long)]
+        /// Write the template here (default: stdout). Refused (exit 2) when
+        /// the pairs do not fit one template: use --out-dir.
+        #[arg(long, conflicts_with = "out_dir")]
         out: Option<PathBuf>,
+        /// Write rpo-alarms.yaml, or rpo-alarms-1.yaml… when AWS's limits need
+        /// several templates (one stack and one dashboard each), into this directory.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// The templates are deployed through S3 (aws cloudformation deploy
+        /// --s3-bucket): up to 1 MB each instead of 51,200 bytes.
+        #[arg(long)]
+        s3: bool,
     },
     /// Ask a running agent's /healthz (for container health checks).
     Healthcheck {
@@ -236,14 +245,23 @@ async fn run_report(a: ReportArgs) -> ExitCode {
 }
 
 /// `rpo-agent alarms`: a configuration without `[emf]` (or without its
-/// Target/ReplicaRegion set) is a configuration problem, exit 2.
+/// Target/ReplicaRegion set) is a configuration problem, exit 2; so are pairs
+/// that do not fit one template when one file is asked for.
 fn write_alarms(
     cfg: &Config,
     path: Option<&std::path::Path>,
     out: Option<&std::path::Path>,
+    out_dir: Option<&std::path::Path>,
+    s3: bool,
 ) -> ExitCode {
-    let text = match rpo_agent::alarms::render(cfg) {
-        Ok(t) => t,
+    use rpo_agent::alarms;
+    let upload = if s3 {
+        alarms::Upload::S3
+    } else {
+        alarms::Upload::Direct
+    };
+    let written = match alarms::plan(cfg, upload) {
+        Ok(w) => w,
         Err(e) => {
             let origin = match path {
                 Some(p) => config::Origin::File(p.display().to_string()),
@@ -256,15 +274,60 @@ fn write_alarms(
             return ExitCode::from(2);
         }
     };
-    match out {
-        Some(p) => {
-            if let Err(e) = std::fs::write(p, text) {
-                eprintln!("rpo-agent alarms: --out {}: {e}", p.display());
-                return ExitCode::FAILURE;
-            }
+    let Some(dir) = out_dir else {
+        if written.len() > 1 {
+            eprintln!(
+                "rpo-agent alarms: {}",
+                alarms::why_not_one(&written, upload)
+            );
+            return ExitCode::from(2);
         }
-        None => print!("{text}"),
+        let text = &written[0].text;
+        match out {
+            Some(p) => {
+                if let Err(e) = std::fs::write(p, text) {
+                    eprintln!("rpo-agent alarms: --out {}: {e}", p.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            None => print!("{text}"),
+        }
+        return ExitCode::SUCCESS;
+    };
+    let fail = |e: std::io::Error| {
+        eprintln!("rpo-agent alarms: --out-dir {}: {e}", dir.display());
+        ExitCode::FAILURE
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return fail(e);
     }
+    let names: Vec<String> = written.iter().map(alarms::file_name).collect();
+    // Templates of an earlier, longer plan would deploy alarms twice.
+    let stale = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| alarms::is_template_file(n) && !names.contains(n))
+            .collect::<Vec<_>>(),
+        Err(e) => return fail(e),
+    };
+    for n in &stale {
+        if let Err(e) = std::fs::remove_file(dir.join(n)) {
+            return fail(e);
+        }
+        eprintln!(
+            "rpo-agent alarms: removed {} (not part of this plan)",
+            dir.join(n).display()
+        );
+    }
+    let mut paths = Vec::new();
+    for (w, n) in written.iter().zip(&names) {
+        let p = dir.join(n);
+        if let Err(e) = std::fs::write(&p, &w.text) {
+            return fail(e);
+        }
+        paths.push(p.display().to_string());
+    }
+    eprint!("{}", alarms::summary(&written, &paths, upload));
     ExitCode::SUCCESS
 }
 
@@ -373,8 +436,21 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             },
             Command::Report(args) => return run_report(args).await,
-            Command::Alarms { config, out } => match load(config.as_deref()) {
-                Ok(c) => return write_alarms(&c, config.as_deref(), out.as_deref()),
+            Command::Alarms {
+                config,
+                out,
+                out_dir,
+                s3,
+            } => match load(config.as_deref()) {
+                Ok(c) => {
+                    return write_alarms(
+                        &c,
+                        config.as_deref(),
+                        out.as_deref(),
+                        out_dir.as_deref(),
+                        s3,
+                    )
+                }
                 Err(code) => return code,
             },
             Command::Healthcheck { url, ca_file } => {

@@ -5,6 +5,7 @@
 
 use crate::config::{Config, Direction, EmfConfig, Kind, TargetConfig};
 
+use super::limits::MAX_ALARMS_PER_WIDGET;
 use super::node::{map, s, to_json, Node};
 use super::{human, seconds, Pair, Timing};
 
@@ -132,11 +133,11 @@ pub(super) fn dashboard_body(
         .iter()
         .map(|n| {
             s(&format!(
-                "arn:aws:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{n}"
+                "arn:${{AWS::Partition}}:cloudwatch:${{AWS::Region}}:${{AWS::AccountId}}:alarm:{n}"
             ))
         })
         .collect();
-    for (i, chunk) in arns.chunks(100).enumerate() {
+    for (i, chunk) in arns.chunks(MAX_ALARMS_PER_WIDGET).enumerate() {
         g.add(
             "alarm",
             24,
@@ -157,8 +158,14 @@ pub(super) fn dashboard_body(
     }
 
     // RPO against objective, per target: the objective is the target's own.
+    // A target none of whose pairs are in this template (one of several)
+    // has no panel in it.
+    let shown = |i: usize| pairs.iter().any(|p| p.target_index == i);
     for (i, t) in cfg.targets.iter().enumerate() {
         let ps: Vec<&Pair> = pairs.iter().filter(|p| p.target_index == i).collect();
+        if ps.is_empty() {
+            continue;
+        }
         let metrics = ps
             .iter()
             .map(|p| emf_metric(ns, "RPO", p, "Maximum", &format!("RPO {}", p.label())))
@@ -269,6 +276,9 @@ pub(super) fn dashboard_body(
         ])
     };
     for (i, t) in cfg.targets.iter().enumerate() {
+        if !shown(i) {
+            continue;
+        }
         let ours_in = |region: Option<&str>| -> Vec<Node> {
             pairs
                 .iter()
@@ -353,6 +363,9 @@ pub(super) fn dashboard_body(
                         continue;
                     };
                     let mut metrics = ours_in(Some(&r.region));
+                    if metrics.is_empty() {
+                        continue;
+                    }
                     metrics.push(Node::List(vec![
                         s("AWS/ElastiCache"),
                         s(crate::probe::redis::AWS_METRIC),
@@ -394,6 +407,9 @@ pub(super) fn dashboard_body(
                         continue;
                     };
                     let mut metrics = ours_in(Some(&r.region));
+                    if metrics.is_empty() {
+                        continue;
+                    }
                     for (m, metric) in ["AuroraGlobalDBRPOLag", "AuroraGlobalDBReplicationLag"]
                         .iter()
                         .enumerate()
@@ -551,7 +567,7 @@ mod tests {
             .unwrap();
         assert_eq!(alarms.len(), 15);
         assert!(alarms[0].as_str().unwrap().starts_with(
-            "arn:aws:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:RPOAgent-orders-to-"
+            "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:RPOAgent-orders-to-"
         ));
         // Widgets stay on the 24-column grid.
         assert!(widgets

@@ -53,3 +53,34 @@ pub(super) fn alarms_of(t: &Node) -> Vec<(&str, &Node)> {
         .map(|(k, r)| (k.as_str(), r.get("Properties").unwrap()))
         .collect()
 }
+
+/// A configuration of `n` (target, replica region) pairs, in targets of
+/// every shape the dashboard draws: DynamoDB both ways (3 pairs: two
+/// replicas and the shared way back), S3 and Aurora PostgreSQL (one each).
+pub(super) fn pairs_config(n: usize) -> Config {
+    let mut text = String::from("[agent]\nobjective = \"60s\"\n[emf]\nto = \"stdout\"\n");
+    let mut left = n;
+    let mut i = 0;
+    while left > 0 {
+        let name = format!("target-{i:04}");
+        let t = if left >= 3 && i % 3 == 0 {
+            left -= 3;
+            format!(
+                "[[target]]\nname = \"{name}\"\nkind = \"dynamodb\"\ntable = \"{name}-table\"\nsource = {{ region = \"ap-northeast-1\" }}\nreplicas = [{{ region = \"ap-northeast-3\" }}, {{ region = \"us-west-2\" }}]\ndirection = \"both\"\n"
+            )
+        } else if i % 3 == 1 {
+            left -= 1;
+            format!(
+                "[[target]]\nname = \"{name}\"\nkind = \"s3\"\nsource = {{ region = \"ap-northeast-1\", bucket = \"{name}-tokyo\" }}\nreplicas = [{{ region = \"ap-northeast-3\", bucket = \"{name}-osaka\" }}]\nobjective = \"15m\"\n"
+            )
+        } else {
+            left -= 1;
+            format!(
+                "[[target]]\nname = \"{name}\"\nkind = \"postgres\"\nsource = {{ region = \"ap-northeast-1\", url = \"postgres://u@{name}.cluster-abc.ap-northeast-1.rds.amazonaws.com:5432/app\" }}\nreplicas = [{{ region = \"ap-northeast-3\", url = \"postgres://u@{name}-osaka.cluster-ro-def.ap-northeast-3.rds.amazonaws.com:5432/app\" }}]\n"
+            )
+        };
+        text.push_str(&t);
+        i += 1;
+    }
+    cfg(&text)
+}

@@ -21,6 +21,7 @@
 mod dashboard;
 #[cfg(test)]
 mod fixtures;
+pub mod limits;
 mod names;
 mod node;
 mod pairs;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use crate::config::{Config, ConfigError, EmfConfig, EmfDimension, Origin};
 
 pub use dashboard::aurora_cluster_id;
+pub use limits::{Limit, Measure, Upload};
 pub use names::{alarm_name, logical_id};
 pub use node::{to_json, to_yaml, Node};
 pub use pairs::{pairs, timing, AlarmKind, Pair, Timing};
@@ -52,7 +54,14 @@ pub const DEFAULT_DASHBOARD: &str = "rpo-agent";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlarmsError {
     NoEmf,
-    NoPairDimensions { sets: String },
+    NoPairDimensions {
+        sets: String,
+    },
+    /// One pair's alarms and panels alone break one of AWS's limits.
+    PairTooLarge {
+        pair: String,
+        limit: Limit,
+    },
 }
 
 impl AlarmsError {
@@ -60,6 +69,7 @@ impl AlarmsError {
         match self {
             AlarmsError::NoEmf => "emf",
             AlarmsError::NoPairDimensions { .. } => "emf.dimensions",
+            AlarmsError::PairTooLarge { .. } => "target",
         }
     }
 
@@ -69,6 +79,10 @@ impl AlarmsError {
             AlarmsError::NoPairDimensions { sets } => format!(
                 "no dimension set is [\"Target\", \"ReplicaRegion\"] (the sets are {sets}): the alarms select each (target, replica region) by exactly those two dimensions"
             ),
+            AlarmsError::PairTooLarge { pair, limit } => format!(
+                "the alarms and dashboard of {pair} alone do not fit one template: {}",
+                limit.describe()
+            ),
         }
     }
 
@@ -76,6 +90,7 @@ impl AlarmsError {
         match self {
             AlarmsError::NoEmf => "add `[emf]` with `to = \"stdout\"` (on ECS the awslogs driver ships stdout to CloudWatch Logs, which extracts the metrics)",
             AlarmsError::NoPairDimensions { .. } => "leave emf.dimensions out (the default is [[\"Target\", \"ReplicaRegion\"]]), or add [\"Target\", \"ReplicaRegion\"] as one of its sets",
+            AlarmsError::PairTooLarge { .. } => "write the templates for S3 (rpo-agent alarms --s3, then aws cloudformation deploy --s3-bucket), or shorten the target's name",
         }
     }
 
@@ -142,24 +157,232 @@ fn human(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-/// The template as a tree.
+/// The template as a tree: every pair in one template, as `render` writes
+/// it (whether or not it fits AWS's limits: `plan` checks them).
 pub fn template(cfg: &Config) -> Result<Node, AlarmsError> {
     let emf = emf_of(cfg)?;
-    let tm = timing(emf);
-    let pairs = pairs(cfg);
+    Ok(build(cfg, emf, &timing(emf), &pairs(cfg), None))
+}
 
+/// One of several templates: the `index`-th (from 1) of `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: usize,
+    pub of: usize,
+}
+
+/// A template `plan` wrote, with what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// `None` when one template holds every pair (the file `render` writes).
+    pub part: Option<Part>,
+    pub text: String,
+    /// The pairs it holds, in config order (labels: `Pair::label`).
+    pub pairs: Vec<String>,
+    pub measure: Measure,
+    /// The limit that one more pair would have broken (`None` for the last
+    /// or only template).
+    pub full: Option<Limit>,
+}
+
+/// Every pair's alarms and dashboard panels in templates that each pass all
+/// of AWS's limits (`limits`) for this upload: one template when it fits,
+/// else several, each with its own dashboard (`<DashboardName>-<n>`), filled
+/// in config order. A template ends at a target's boundary when it can, so
+/// a target's alarms stay in one stack; adding targets at the end of the
+/// configuration moves no alarm from one template to another.
+pub fn plan(cfg: &Config, upload: Upload) -> Result<Vec<Written>, AlarmsError> {
+    let emf = emf_of(cfg)?;
+    let tm = timing(emf);
+    let all = pairs(cfg);
+    let measure = |ps: &[Pair], part: Option<Part>| {
+        let t = build(cfg, emf, &tm, ps, part);
+        let text = to_yaml(&t);
+        let m = Measure::of(&t, &text);
+        (text, m)
+    };
+    let (text, m) = measure(&all, None);
+    if m.exceeds(upload).is_none() {
+        return Ok(vec![Written {
+            part: None,
+            pairs: all.iter().map(Pair::label).collect(),
+            text,
+            measure: m,
+            full: None,
+        }]);
+    }
+    // Sized with the most parts there can be, so the final numbering
+    // (shorter or as long) only makes the texts shorter.
+    let most = Part {
+        index: all.len(),
+        of: all.len(),
+    };
+    let fits = |ps: &[Pair]| measure(ps, Some(most)).1.exceeds(upload);
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    let mut guess = 1;
+    while start < all.len() {
+        if let Some(limit) = fits(&all[start..start + 1]) {
+            return Err(AlarmsError::PairTooLarge {
+                pair: all[start].label(),
+                limit,
+            });
+        }
+        // The largest size that fits: gallop from the last one, then bisect.
+        let rest = all.len() - start;
+        let (mut lo, mut hi) = (1, rest + 1); // lo pairs fit; hi do not (or are past the end)
+        let mut probe = guess.clamp(1, rest);
+        while lo < rest && hi == rest + 1 {
+            if probe > lo {
+                match fits(&all[start..start + probe]) {
+                    None => lo = probe,
+                    Some(_) => hi = probe,
+                }
+            }
+            probe = (lo * 2).min(rest);
+        }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            match fits(&all[start..start + mid]) {
+                None => lo = mid,
+                Some(_) => hi = mid,
+            }
+        }
+        let mut end = start + lo;
+        let full = (end < all.len())
+            .then(|| fits(&all[start..end + 1]))
+            .flatten();
+        // Keep a target's pairs together when the template holds more than one target.
+        if end < all.len() && all[end].target_index == all[end - 1].target_index {
+            if let Some(b) = (start + 1..end)
+                .rev()
+                .find(|&b| all[b].target_index != all[b - 1].target_index)
+            {
+                end = b;
+            }
+        }
+        bounds.push((start, end, full));
+        guess = end - start;
+        start = end;
+    }
+    let of = bounds.len();
+    Ok(bounds
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b, full))| {
+            let part = Part { index: i + 1, of };
+            let (text, m) = measure(&all[a..b], Some(part));
+            Written {
+                part: Some(part),
+                pairs: all[a..b].iter().map(Pair::label).collect(),
+                text,
+                measure: m,
+                full,
+            }
+        })
+        .collect())
+}
+
+/// The file a written template goes to in `--out-dir`: `rpo-alarms.yaml`
+/// when one holds every pair, else `rpo-alarms-<n>.yaml`.
+pub fn file_name(w: &Written) -> String {
+    match w.part {
+        None => "rpo-alarms.yaml".to_string(),
+        Some(p) => format!("rpo-alarms-{}.yaml", p.index),
+    }
+}
+
+/// Whether a file of `--out-dir` is one `file_name` gives (so a template
+/// left from an earlier, longer plan can be removed, never deployed).
+pub fn is_template_file(name: &str) -> bool {
+    name == "rpo-alarms.yaml"
+        || name
+            .strip_prefix("rpo-alarms-")
+            .and_then(|n| n.strip_suffix(".yaml"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Why one template cannot hold every pair (for `--out FILE` and stdout).
+pub fn why_not_one(ws: &[Written], upload: Upload) -> String {
+    let pairs: usize = ws.iter().map(|w| w.pairs.len()).sum();
+    let limits: Vec<String> = {
+        let mut l: Vec<Limit> = ws.iter().filter_map(|w| w.full).collect();
+        l.dedup();
+        l.iter().map(|l| l.describe()).collect()
+    };
+    let s3 = match upload {
+        Upload::Direct => " (or add --s3 to write templates of up to 1 MB, deployed with aws cloudformation deploy --s3-bucket: fewer of them)",
+        Upload::S3 => "",
+    };
+    format!(
+        "{pairs} (target, replica region) pairs do not fit one CloudFormation template: {}. Write {} templates with --out-dir DIR{s3}; each is its own stack with its own dashboard.",
+        limits.join("; "),
+        ws.len()
+    )
+}
+
+/// What was written, for people: each file with its pairs, size and
+/// dashboard, why it ends where it does, and how to deploy them.
+pub fn summary(ws: &[Written], paths: &[String], upload: Upload) -> String {
+    let mut out = String::new();
+    let pairs: usize = ws.iter().map(|w| w.pairs.len()).sum();
+    if ws.len() > 1 {
+        out.push_str(&format!(
+            "{pairs} (target, replica region) pairs in {} templates (AWS's limits do not let one hold them all):\n",
+            ws.len()
+        ));
+    }
+    for (w, path) in ws.iter().zip(paths) {
+        let first = w.pairs.first().map_or("", String::as_str);
+        let last = w.pairs.last().map_or("", String::as_str);
+        let dashboard = match w.part {
+            None => "<DashboardName>".to_string(),
+            Some(p) => format!("<DashboardName>-{}", p.index),
+        };
+        out.push_str(&format!(
+            "  {path}: {} pair(s) ({first} … {last}), {} alarms, {} bytes, {} resources, dashboard {dashboard} ({} widgets, {} metrics)",
+            w.pairs.len(),
+            w.measure.alarms,
+            w.measure.bytes,
+            w.measure.resources,
+            w.measure.widgets,
+            w.measure.dashboard_metrics,
+        ));
+        if let Some(l) = w.full {
+            out.push_str(&format!("; full: {}", l.describe()));
+        }
+        out.push('\n');
+    }
+    if ws.len() > 1 {
+        let s3 = match upload {
+            Upload::Direct => "",
+            Upload::S3 => " --s3-bucket <bucket>",
+        };
+        out.push_str(&format!(
+            "Deploy each as its own stack, e.g. aws cloudformation deploy --stack-name rpo-agent-alarms-<n> --template-file <file>{s3} (same parameters for all). Templates are filled in config order: add targets at the end, or a pair's alarms move to another template (deploy the template that loses them first).\n"
+        ));
+    }
+    out
+}
+
+/// The template of `pairs` (all of them, or one `part`).
+fn build(cfg: &Config, emf: &EmfConfig, tm: &Timing, pairs: &[Pair], part: Option<Part>) -> Node {
     let mut resources = Vec::new();
     let mut names = Vec::new();
-    for p in &pairs {
+    for p in pairs {
         for kind in AlarmKind::ALL {
             let name = alarm_name(&emf.namespace, kind, &p.target, &p.replica_region);
             names.push(name.clone());
             resources.push((
                 logical_id(kind, &p.target, &p.replica_region),
-                alarm(emf, &tm, p, kind, name),
+                alarm(emf, tm, p, kind, name),
             ));
         }
     }
+    let dashboard_name = match part {
+        None => reference("DashboardName"),
+        Some(p) => map([("Fn::Sub", s(&format!("${{DashboardName}}-{}", p.index)))]),
+    };
     resources.push((
         "Dashboard".to_string(),
         map([
@@ -167,23 +390,52 @@ pub fn template(cfg: &Config) -> Result<Node, AlarmsError> {
             (
                 "Properties",
                 map([
-                    ("DashboardName", reference("DashboardName")),
+                    ("DashboardName", dashboard_name),
                     (
                         "DashboardBody",
-                        map([("Fn::Sub", s(&dashboard_body(cfg, emf, &tm, &pairs, &names)))]),
+                        map([("Fn::Sub", s(&dashboard_body(cfg, emf, tm, pairs, &names)))]),
                     ),
                 ]),
             ),
         ]),
     ));
 
+    let targets = {
+        let mut t: Vec<usize> = pairs.iter().map(|p| p.target_index).collect();
+        t.dedup();
+        t.len()
+    };
+    let which = match part {
+        None => String::new(),
+        Some(p) => format!(
+            " Template {} of {}: the pairs do not fit one (AWS's limits: agent/src/alarms/limits.rs).",
+            p.index, p.of
+        ),
+    };
     let description = format!(
-        "rpo-agent: CloudWatch alarms (RPO above objective, probe down, canaries lost) and a dashboard for the EMF metrics of namespace {}: {} target(s), {} (target, replica region) pair(s). Generated by `rpo-agent alarms`; regenerate it, do not edit it.",
+        "rpo-agent: CloudWatch alarms (RPO above objective, probe down, canaries lost) and a dashboard for the EMF metrics of namespace {}: {} target(s), {} (target, replica region) pair(s). Generated by `rpo-agent alarms`; regenerate it, do not edit it.{which}",
         emf.namespace,
-        cfg.targets.len(),
+        targets,
         pairs.len()
     );
-    Ok(map([
+    let (name_pattern, name_description) = match part {
+        None => (
+            "^[A-Za-z0-9_-]{1,255}$",
+            "Name of the CloudWatch dashboard (dashboards are global: unique per account).".to_string(),
+        ),
+        Some(p) => (
+            "^[A-Za-z0-9_-]{1,245}$",
+            format!(
+                "Name of the CloudWatch dashboards, each followed by its template's number (this one: <name>-{}; dashboards are global: unique per account).",
+                p.index
+            ),
+        ),
+    };
+    let name_constraint = match part {
+        None => "1 to 255 letters, digits, '-' or '_'",
+        Some(_) => "1 to 245 letters, digits, '-' or '_'",
+    };
+    map([
         ("AWSTemplateFormatVersion", s("2010-09-09")),
         ("Description", s(&description)),
         (
@@ -203,9 +455,9 @@ pub fn template(cfg: &Config) -> Result<Node, AlarmsError> {
                     map([
                         ("Type", s("String")),
                         ("Default", s(DEFAULT_DASHBOARD)),
-                        ("Description", s("Name of the CloudWatch dashboard (dashboards are global: unique per account).")),
-                        ("AllowedPattern", s("^[A-Za-z0-9_-]{1,255}$")),
-                        ("ConstraintDescription", s("1 to 255 letters, digits, '-' or '_'")),
+                        ("Description", s(&name_description)),
+                        ("AllowedPattern", s(name_pattern)),
+                        ("ConstraintDescription", s(name_constraint)),
                     ]),
                 ),
             ]),
@@ -227,7 +479,7 @@ pub fn template(cfg: &Config) -> Result<Node, AlarmsError> {
                 ]),
             )]),
         ),
-    ]))
+    ])
 }
 
 fn alarm(emf: &EmfConfig, tm: &Timing, p: &Pair, kind: AlarmKind, name: String) -> Node {

@@ -13,6 +13,11 @@ const DEFAULT_NAMESPACE: &str = "RPOAgent";
 const DEFAULT_EVERY: Duration = Duration::from_secs(60);
 /// CloudWatch's finest resolution is one second.
 const MIN_EVERY: Duration = Duration::from_secs(1);
+/// The longest `every`: the ProbeDown alarm of `rpo-agent alarms`
+/// evaluates 3 periods of `every` (rounded up to a minute), and CloudWatch
+/// caps an alarm's Period × EvaluationPeriods at one day (86,400 s:
+/// `alarms::limits::MAX_ALARM_EVALUATION_SECONDS`), so 8 h at most.
+pub(crate) const MAX_EVERY: Duration = Duration::from_secs(8 * 3600);
 /// EMF's limit on dimension sets' size (CloudWatch's on a metric).
 const MAX_DIMENSIONS_PER_SET: usize = 30;
 
@@ -53,6 +58,17 @@ pub(super) fn emf(cx: &Ctx, sp: &Spanned<RawEmf>) -> Result<EmfConfig, ConfigErr
                 humantime::format_duration(every)
             ),
             "use whole seconds such as \"60s\" (the default) or \"1s\" (CloudWatch's finest resolution)",
+        ));
+    }
+    if every > MAX_EVERY {
+        return Err(cx.err_at(
+            e.every.as_ref().map(|s| s.span().start),
+            "emf.every",
+            &format!(
+                "{} is longer than 8h: the ProbeDown alarm evaluates three periods of `every`, and CloudWatch refuses an alarm whose Period × EvaluationPeriods is over one day (86,400 s)",
+                humantime::format_duration(every)
+            ),
+            "use \"8h\" or less (the default is \"60s\")",
         ));
     }
     let storage_resolution = match &e.storage_resolution {

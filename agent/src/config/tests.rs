@@ -339,6 +339,8 @@ fn every_bad_emf_names_its_key_and_line() {
         ("every = \"500ms\"", "emf.every"),
         ("every = \"1500ms\"", "emf.every"),
         ("every = \"soon\"", "emf.every"),
+        ("every = \"8h 1s\"", "emf.every"),
+        ("every = \"1d\"", "emf.every"),
         ("storage_resolution = 10", "emf.storage_resolution"),
         ("dimensions = [[\"Table\"]]", "emf.dimensions"),
         ("dimensions = [[\"Target\", \"Target\"]]", "emf.dimensions"),
