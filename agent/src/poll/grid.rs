@@ -340,11 +340,15 @@ mod tests {
     #[test]
     fn scattered_phases_make_none() {
         let t0 = Instant::now();
-        assert!(phases(t0, &[2_305, 4_408, 5_303, 7_306], 8).grid().is_none());
+        assert!(phases(t0, &[2_305, 4_408, 5_303, 7_306], 8)
+            .grid()
+            .is_none());
         // Too few windows.
         assert!(phases(t0, &[2_305, 4_308, 5_303], 8).grid().is_none());
         // One steady lag.
-        assert!(phases(t0, &[3_305, 4_308, 5_303, 6_306], 8).grid().is_none());
+        assert!(phases(t0, &[3_305, 4_308, 5_303, 6_306], 8)
+            .grid()
+            .is_none());
     }
 
     #[test]
@@ -370,7 +374,10 @@ mod tests {
         assert!((8_290.0..8_302.0).contains(&off), "first read at {off} ms");
         let second = g.next_read(ack, Some(first), ms(2_400), ms(1000)).unwrap();
         let off2 = offset(second, t0) as f64 / 1e6;
-        assert!((8_299.0..8_312.0).contains(&off2), "second read (the middle) at {off2} ms");
+        assert!(
+            (8_299.0..8_312.0).contains(&off2),
+            "second read (the middle) at {off2} ms"
+        );
         // A miss at the far edge: doubling steps, then the next step.
         let mut m = second;
         let mut n = 0;
@@ -380,7 +387,10 @@ mod tests {
             assert!(n < 12, "{n} reads");
         }
         let off3 = offset(m, t0) as f64 / 1e6;
-        assert!((9_290.0..9_302.0).contains(&off3), "next step read at {off3} ms");
+        assert!(
+            (9_290.0..9_302.0).contains(&off3),
+            "next step read at {off3} ms"
+        );
         // Past every learned lag (+ a step): the usual search.
         assert!(g
             .next_read(ack, Some(t0 + ms(12_500)), ms(2_400), ms(1000))

@@ -325,11 +325,14 @@ impl LagModel {
     /// resumed replication is noticed within one interval.
     pub fn next_read(&self, p: &Pending, interval: Duration) -> Instant {
         // A store applying in whole-second steps: read at its phase.
-        if let Some(at) = self
-            .phases
-            .grid()
-            .and_then(|g| g.next_read(p.acked, p.last_miss, self.hi().unwrap_or_default(), interval))
-        {
+        if let Some(at) = self.phases.grid().and_then(|g| {
+            g.next_read(
+                p.acked,
+                p.last_miss,
+                self.hi().unwrap_or_default(),
+                interval,
+            )
+        }) {
             return at;
         }
         let first = p.acked + self.lead();
@@ -592,7 +595,10 @@ mod tests {
             now = now.max(next_read.expect("something is awaited"));
             let at = now;
             // The replica is looked at 1 ms into the 2 ms read.
-            let shows = arrivals.iter().take_while(|a| t0 + **a <= at + ms(1)).count();
+            let shows = arrivals
+                .iter()
+                .take_while(|a| t0 + **a <= at + ms(1))
+                .count();
             reads.push(at - t0);
             let span = ReadSpan {
                 sent: at,
@@ -624,7 +630,12 @@ mod tests {
     /// seconds, and sleeps `when + delay − now` whole seconds from that
     /// moment. `wall` is the wall clock's fraction of a second at t0.
     /// Returns when each write (offsets from t0) is applied.
-    fn master_delay(writes: &[Duration], delay: u64, wall: Duration, apply: Duration) -> Vec<Duration> {
+    fn master_delay(
+        writes: &[Duration],
+        delay: u64,
+        wall: Duration,
+        apply: Duration,
+    ) -> Vec<Duration> {
         let secs = |t: Duration| (t + wall).as_secs();
         let mut free = Duration::ZERO;
         writes
@@ -695,7 +706,10 @@ mod tests {
         let (reads, errors) = ordered(&writes, &arrivals);
         let worst = errors[10..].iter().max().unwrap();
         let per = reads.len() as f64 / writes.len() as f64;
-        assert!(*worst <= ms(25) && per <= 4.5, "{per:.2} reads per canary, worst error {worst:?}");
+        assert!(
+            *worst <= ms(25) && per <= 4.5,
+            "{per:.2} reads per canary, worst error {worst:?}"
+        );
     }
 
     #[test]
@@ -708,7 +722,10 @@ mod tests {
         arrivals.extend(writes[30..].iter().map(|w| (*w + ms(1)).max(last)));
         let (_, errors) = ordered(&writes, &arrivals);
         let after = &errors[35..];
-        assert!(after.iter().all(|e| *e <= ms(15)), "errors after the change {after:?}");
+        assert!(
+            after.iter().all(|e| *e <= ms(15)),
+            "errors after the change {after:?}"
+        );
     }
 
     /// Canaries `from..` after a change of lag at canary 20 must be measured
