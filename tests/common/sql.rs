@@ -71,19 +71,10 @@ pub fn measured_windows(agent: &Agent, target: &str) -> Vec<(u64, f64, f64)> {
 
 /// Per-canary (seq → measured lag seconds) from the agent's debug log.
 pub fn measured_lags(agent: &Agent, target: &str) -> Vec<(u64, f64)> {
-    let mut v: Vec<(u64, f64)> = agent
-        .logs()
-        .iter()
-        .filter(|v| v["message"] == "canary observed" && v["target"] == target)
-        .map(|v| {
-            (
-                v["seq"].as_u64().unwrap(),
-                v["lag_seconds"].as_f64().unwrap(),
-            )
-        })
-        .collect();
-    v.sort_by_key(|(s, _)| *s);
-    v
+    measured_windows(agent, target)
+        .into_iter()
+        .map(|(seq, lag, _)| (seq, lag))
+        .collect()
 }
 
 /// One lock per engine: faults on a pair disturb every test using it.
