@@ -572,6 +572,8 @@ ACTIONS = {
     "s3:GetReplicationConfiguration": ("s3 preflight (rpo-agent check)", ["get_bucket_replication"], ""),
     "s3:GetLifecycleConfiguration": ("s3 preflight (rpo-agent check)", ["get_bucket_lifecycle_configuration"], ""),
     "cloudwatch:GetMetricData": ("cloudwatch reported lag", ["get_metric_data"], ""),
+    "elasticache:DescribeReplicationGroups": ("redis reported lag", ["describe_replication_groups"],
+                                              "the secondary group's member clusters"),
     "secretsmanager:GetSecretValue": ("sql secret auth", ["get_secret_value"], ""),
     "rds-db:connect": ("sql iam auth", ['"rds-db"'], "signed locally (aws-sigv4), no SDK call"),
     "elasticache:Connect": ("redis iam auth", ['"elasticache"'], "signed locally (aws-sigv4), no SDK call"),

@@ -497,15 +497,32 @@ fn in_cluster_mode_a_delay_on_one_shard_is_the_targets_lag() {
 fn aws_reported_lag_is_the_secondarys_global_datastore_replication_lag() {
     let lab = lab();
     let t = "cw";
-    // What ElastiCache publishes in the secondary's region, per replication
-    // group; a datum of another group must not be taken.
-    for (group, value) in [("sessions-apne3", "0.7"), ("someone-else", "9")] {
+    // ElastiCache publishes the figure per cache cluster (CacheClusterId),
+    // in the secondary's region; the agent finds the secondary group's
+    // member clusters with DescribeReplicationGroups and takes their
+    // maximum. (moto 5.2.5 lists one member for NumCacheClusters = 2, and
+    // `<group>-001`, `<group>-002` for two shards of one replica each.) A datum of
+    // another group, or under a ReplicationGroupId dimension (which AWS
+    // does not publish), must not be taken.
+    lab_query(
+        lab,
+        DST,
+        "elasticache",
+        "Action=CreateReplicationGroup&Version=2015-02-02&ReplicationGroupId=sessions-apne3\
+         &ReplicationGroupDescription=lab&Engine=redis&CacheNodeType=cache.t3.micro&NumNodeGroups=2&ReplicasPerNodeGroup=1",
+    );
+    for (dim, value) in [
+        (("CacheClusterId", "sessions-apne3-001"), "0.4"),
+        (("CacheClusterId", "sessions-apne3-002"), "0.7"),
+        (("CacheClusterId", "someone-else-001"), "9"),
+        (("ReplicationGroupId", "sessions-apne3"), "5"),
+    ] {
         put_metric_datum(
             lab,
             DST,
             "AWS/ElastiCache",
             "GlobalDatastoreReplicationLag",
-            ("ReplicationGroupId", group),
+            dim,
             value,
         );
     }
@@ -531,6 +548,20 @@ fn aws_reported_lag_is_the_secondarys_global_datastore_replication_lag() {
     );
     println!("{t}: AWS-reported GlobalDatastoreReplicationLag {aws:?} s");
     assert_eq!(aws, Some(0.7), "{:?}", logs_with(&agent, t, ""));
+    // DescribeReplicationGroups is counted as the target's request.
+    assert!(
+        agent
+            .value(
+                "rpo_api_requests_total",
+                &[
+                    ("target", t),
+                    ("service", "elasticache"),
+                    ("op", "DescribeReplicationGroups")
+                ],
+            )
+            .is_some_and(|v| v >= 1.0),
+        "{t}: no DescribeReplicationGroups counted"
+    );
     let mut labels = dir(t, SRC, DST);
     labels.push(("metric", "GlobalDatastoreReplicationLag"));
     assert_eq!(
@@ -541,8 +572,7 @@ fn aws_reported_lag_is_the_secondarys_global_datastore_replication_lag() {
 
 /// PutMetricData into the lab's CloudWatch (moto), in the query protocol:
 /// the Rust SDK speaks only RPC v2 CBOR, which the lab serves for
-/// GetMetricData alone. moto takes the region from the credential scope and
-/// checks no signature.
+/// GetMetricData alone.
 fn put_metric_datum(
     lab: &Lab,
     region: &str,
@@ -551,7 +581,6 @@ fn put_metric_datum(
     dim: (&str, &str),
     value: &str,
 ) {
-    use std::io::{Read, Write};
     let body = format!(
         "Action=PutMetricData&Version=2010-08-01&Namespace={}&MetricData.member.1.MetricName={metric}\
          &MetricData.member.1.Dimensions.member.1.Name={}&MetricData.member.1.Dimensions.member.1.Value={}\
@@ -560,20 +589,31 @@ fn put_metric_datum(
         dim.0,
         dim.1
     );
+    lab_query(lab, region, "monitoring", &body);
+}
+
+/// One query-protocol request to the lab's AWS stand-in for `service` (its
+/// signing name) in `region`; moto takes the region from the credential
+/// scope and checks no signature.
+fn lab_query(lab: &Lab, region: &str, service: &str, body: &str) {
+    use std::io::{Read, Write};
     let endpoint = lab.get("AWS_ENDPOINT_URL");
     let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
     let mut s = std::net::TcpStream::connect(host).unwrap();
     write!(
         s,
         "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=testing/20261203/{region}/monitoring/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20261203/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200"), "PutMetricData: {reply}");
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "{service} {body}: {reply}"
+    );
 }
 
 #[test]

@@ -32,7 +32,7 @@ REPLICA_REGION = "ap-northeast-3"
 READY_TIMEOUT = 30.0
 
 
-def _start(lab_dir: Path, port: int, control_port: int, quiet: bool) -> int:
+def _start(lab_dir: Path, port: int, control_port: int, quiet: bool, request_log: str | None = None) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     cmd = [
@@ -41,6 +41,8 @@ def _start(lab_dir: Path, port: int, control_port: int, quiet: bool) -> int:
     ]
     if quiet:
         cmd.append("--quiet")
+    if request_log:
+        cmd += ["--request-log", request_log]
     log = lab_dir / "aws.log"
     pid = spawn(cmd, log, env=env, cwd=HERE)
     try:
@@ -56,15 +58,27 @@ def _start(lab_dir: Path, port: int, control_port: int, quiet: bool) -> int:
 _RUN_STATE = ("aws-journal.jsonl", "aws-faults.json", "ground-truth.jsonl")
 
 
+def _request_log(extra: list[str]) -> str | None:
+    """`--aws-request-log PATH` (or `=PATH`) in EXTRA: the server's request log
+    (awsserver/request_log.py), made absolute (the server runs in tests/lab/)."""
+    for i, a in enumerate(extra):
+        if a == "--aws-request-log" and i + 1 < len(extra):
+            return str(Path(extra[i + 1]).resolve())
+        if a.startswith("--aws-request-log="):
+            return str(Path(a.split("=", 1)[1]).resolve())
+    return None
+
+
 def up(lab_dir: Path, env: dict[str, str], args: Any) -> dict[str, Any]:
     quiet = "--aws-quiet" in getattr(args, "extra", [])
+    request_log = _request_log(list(getattr(args, "extra", [])))
     for name in _RUN_STATE:
         (lab_dir / name).unlink(missing_ok=True)
     last_error: Exception | None = None
     for _ in range(3):  # a free port can be taken between the probe and the bind: retry
         port, control_port = free_port(), free_port()
         try:
-            pid = _start(lab_dir, port, control_port, quiet)
+            pid = _start(lab_dir, port, control_port, quiet, request_log)
             break
         except RuntimeError as e:
             last_error = e
@@ -87,6 +101,7 @@ def up(lab_dir: Path, env: dict[str, str], args: Any) -> dict[str, Any]:
         "port": port,
         "control_port": control_port,
         "quiet": quiet,
+        "request_log": request_log,
     }
 
 
@@ -139,7 +154,7 @@ def _process_fault(lab_dir: Path, state: dict[str, Any], argv: list[str]) -> str
             stop_pids([pid], match=str(lab_dir))
         if pid and pid_alive(pid):
             return f"aws: already running (PID {pid})"
-        new = _start(lab_dir, state["port"], state["control_port"], state.get("quiet", False))
+        new = _start(lab_dir, state["port"], state["control_port"], state.get("quiet", False), state.get("request_log"))
         state["pids"] = [new]
         return f"aws: started on port {state['port']} (PID {new})"
     raise ValueError("usage: aws kill | aws start | aws restart | aws region-down REGION [--refuse] | aws region-up REGION")

@@ -3,6 +3,10 @@
 //! every pair, and AWS's own replication figures beside ours, laid out on
 //! CloudWatch's 24-column grid.
 
+use crate::aws::metric_specs::{
+    AwsMetric, DYNAMODB_REPLICATION_LATENCY, ELASTICACHE_GLOBAL_DATASTORE_LAG,
+    S3_REPLICATION_LATENCY,
+};
 use crate::config::{Config, Direction, EmfConfig, Kind, TargetConfig};
 
 use super::limits::MAX_ALARMS_PER_WIDGET;
@@ -292,22 +296,20 @@ pub(super) fn dashboard_body(
                 let Some(table) = &t.table else { continue };
                 let mut metrics = ours;
                 for (src, dst) in aws_directions(t) {
+                    let m = &DYNAMODB_REPLICATION_LATENCY;
                     metrics.push(Node::List(vec![
-                        s("AWS/DynamoDB"),
-                        s("ReplicationLatency"),
-                        s("TableName"),
+                        s(m.namespace),
+                        s(m.name),
+                        s(m.dimensions[0]),
                         s(table),
-                        s("ReceivingRegion"),
+                        s(m.dimensions[1]),
                         s(dst),
                         map([
-                            ("stat", s("Average")),
-                            ("period", Node::Num("60".into())),
+                            ("stat", s(m.stat)),
+                            ("period", Node::Num(m.period.as_secs().to_string())),
                             ("region", s(src)),
                             ("yAxis", s("right")),
-                            (
-                                "label",
-                                s(&format!("AWS: ReplicationLatency {src}→{dst} (ms)")),
-                            ),
+                            ("label", s(&format!("AWS: {} {src}→{dst} (ms)", m.name))),
                         ]),
                     ]));
                 }
@@ -329,17 +331,23 @@ pub(super) fn dashboard_body(
                 // configuration at run time: a search finds every rule.
                 let mut metrics = ours;
                 let src = t.source.bucket.as_deref().unwrap_or_default();
+                let m = &S3_REPLICATION_LATENCY;
                 for (n, r) in t.replicas.iter().enumerate() {
                     let dst = r.bucket.as_deref().unwrap_or_default();
                     metrics.push(map([
                         (
                             "expression",
                             s(&format!(
-                                "SEARCH('{{AWS/S3,DestinationBucket,RuleId,SourceBucket}} MetricName=\"ReplicationLatency\" SourceBucket=\"{src}\" DestinationBucket=\"{dst}\"', 'Maximum', 60)"
+                                "SEARCH('{{{},{}}} MetricName=\"{}\" SourceBucket=\"{src}\" DestinationBucket=\"{dst}\"', '{}', {})",
+                                m.namespace,
+                                sorted_dimensions(m),
+                                m.name,
+                                m.stat,
+                                m.period.as_secs()
                             )),
                         ),
                         ("id", s(&format!("s3e{n}"))),
-                        ("label", s(&format!("AWS: ReplicationLatency {src}→{dst} (s)"))),
+                        ("label", s(&format!("AWS: {} {src}→{dst} (s)", m.name))),
                     ]));
                 }
                 g.add(
@@ -366,24 +374,25 @@ pub(super) fn dashboard_body(
                     if metrics.is_empty() {
                         continue;
                     }
-                    metrics.push(Node::List(vec![
-                        s("AWS/ElastiCache"),
-                        s(crate::probe::redis::AWS_METRIC),
-                        s("ReplicationGroupId"),
-                        s(group),
-                        map([
-                            ("stat", s("Maximum")),
-                            ("period", Node::Num("60".into())),
-                            ("region", s(&r.region)),
-                            ("id", s(&format!("ec{n}"))),
-                            (
-                                "label",
-                                s(&format!(
-                                    "AWS: {} {group} (s)",
-                                    crate::probe::redis::AWS_METRIC
-                                )),
-                            ),
-                        ]),
+                    // ElastiCache publishes it per member cluster of the
+                    // group (`<group>-001`, …), which only DescribeReplicationGroups
+                    // names: a search finds them, their maximum is the group's.
+                    let m = &ELASTICACHE_GLOBAL_DATASTORE_LAG;
+                    metrics.push(map([
+                        (
+                            "expression",
+                            s(&format!(
+                                "MAX(SEARCH('{{{},{}}} MetricName=\"{}\" {}=\"{group}\"', '{}', {}))",
+                                m.namespace,
+                                sorted_dimensions(m),
+                                m.name,
+                                m.dimensions[0],
+                                m.stat,
+                                m.period.as_secs()
+                            )),
+                        ),
+                        ("id", s(&format!("ec{n}"))),
+                        ("label", s(&format!("AWS: {} {group} (s)", m.name))),
                     ]));
                     g.add(
                         "metric",
@@ -448,6 +457,13 @@ pub(super) fn dashboard_body(
         ("widgets", Node::List(g.widgets)),
     ]);
     to_json(&body)
+}
+
+/// A metric's dimension names as a SEARCH schema lists them (sorted).
+fn sorted_dimensions(m: &AwsMetric) -> String {
+    let mut d = m.dimensions.to_vec();
+    d.sort_unstable();
+    d.join(",")
 }
 
 /// The (sending, receiving) regions of a DynamoDB target, as AWS reports

@@ -56,6 +56,7 @@ struct Inner {
     s3: Mutex<HashMap<Key, aws_sdk_s3::Client>>,
     cloudwatch: Mutex<HashMap<Key, aws_sdk_cloudwatch::Client>>,
     secretsmanager: Mutex<HashMap<Key, aws_sdk_secretsmanager::Client>>,
+    elasticache: Mutex<HashMap<Key, aws_sdk_elasticache::Client>>,
 }
 
 /// The one HTTPS client: rustls with aws-lc as the SDK's default client, and
@@ -98,6 +99,7 @@ impl AwsPlumbing {
                 s3: Mutex::default(),
                 cloudwatch: Mutex::default(),
                 secretsmanager: Mutex::default(),
+                elasticache: Mutex::default(),
             }),
         }
     }
@@ -178,6 +180,17 @@ impl AwsPlumbing {
         let sdk = self.sdk_config(region, endpoint_url).await;
         cached(&self.inner.cloudwatch, key(region, endpoint_url), || {
             aws_sdk_cloudwatch::Client::new(&sdk)
+        })
+    }
+
+    pub async fn elasticache(
+        &self,
+        region: &str,
+        endpoint_url: Option<&str>,
+    ) -> aws_sdk_elasticache::Client {
+        let sdk = self.sdk_config(region, endpoint_url).await;
+        cached(&self.inner.elasticache, key(region, endpoint_url), || {
+            aws_sdk_elasticache::Client::new(&sdk)
         })
     }
 

@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::Client;
 
 use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::errors::from_sdk;
+use crate::aws::metric_specs::DYNAMODB_REPLICATION_LATENCY;
 use crate::aws::{AwsPlumbing, CountAttempts};
 use crate::canary::{hint_key, item_key, unix_micros};
 use crate::config::{Direction, Endpoint, TargetConfig};
@@ -257,20 +258,16 @@ fn schema_of(
 
 #[async_trait]
 impl Probe for DynamoProbe {
-    fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
+    async fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
         self.replicas
             .iter()
             .enumerate()
-            .map(|(i, r)| AwsLagQuery {
-                replica: i,
-                namespace: "AWS/DynamoDB",
-                metric: "ReplicationLatency",
-                dimensions: vec![
-                    ("TableName", self.table.clone()),
-                    ("ReceivingRegion", r.region.clone()),
-                ],
-                stat: "Average",
-                to_seconds: 0.001,
+            .map(|(i, r)| {
+                AwsLagQuery::new(
+                    i,
+                    &DYNAMODB_REPLICATION_LATENCY,
+                    vec![self.table.clone(), r.region.clone()],
+                )
             })
             .collect()
     }

@@ -145,7 +145,10 @@ pub trait Probe: Send + Sync {
 
     /// The store's own lag metrics in CloudWatch, per replica (empty when
     /// it has none, or before `prepare` found what they are named by).
-    fn aws_lag_queries(&self) -> Vec<crate::aws::cloudwatch::AwsLagQuery> {
+    /// Called once per CloudWatch period; a store whose metric dimensions
+    /// need an AWS call to be known (ElastiCache's member clusters) makes
+    /// it here, so a refused call is retried by itself.
+    async fn aws_lag_queries(&self) -> Vec<crate::aws::cloudwatch::AwsLagQuery> {
         Vec::new()
     }
 

@@ -55,6 +55,7 @@ use tracing::{debug, warn};
 
 use crate::aws::cloudwatch::AwsLagQuery;
 use crate::aws::errors::from_sdk;
+use crate::aws::metric_specs::S3_REPLICATION_LATENCY;
 use crate::aws::{AwsPlumbing, CountAttempts};
 use crate::config::{Endpoint, TargetConfig};
 use crate::probe::{Canary, ErrorClass, Finding, Probe, ProbeError};
@@ -576,25 +577,21 @@ fn source_status(out: &HeadObjectOutput) -> SourceStatus {
 
 #[async_trait]
 impl Probe for S3Probe {
-    fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
+    async fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
         let rules = self.metric_rules.lock().unwrap();
         rules
             .iter()
             .enumerate()
             .filter_map(|(i, rule)| {
-                Some(AwsLagQuery {
-                    replica: i,
-                    namespace: "AWS/S3",
-                    metric: "ReplicationLatency",
-                    dimensions: vec![
-                        ("SourceBucket", self.source.bucket.clone()),
-                        ("DestinationBucket", self.replicas.get(i)?.bucket.clone()),
-                        ("RuleId", rule.clone()?),
+                Some(AwsLagQuery::new(
+                    i,
+                    &S3_REPLICATION_LATENCY,
+                    vec![
+                        self.source.bucket.clone(),
+                        self.replicas.get(i)?.bucket.clone(),
+                        rule.clone()?,
                     ],
-                    // AWS's S3 guidance reads this metric's Maximum.
-                    stat: "Maximum",
-                    to_seconds: 1.0,
-                })
+                ))
             })
             .collect()
     }

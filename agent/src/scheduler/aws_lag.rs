@@ -65,7 +65,7 @@ pub async fn run(
             if !full && read_once[i] {
                 continue;
             }
-            let queries = run.route.probe.aws_lag_queries();
+            let queries = run.route.probe.aws_lag_queries().await;
             read_once[i] |= !queries.is_empty();
             asked.extend(queries.into_iter().map(|query| Asked { run, query }));
         }
@@ -83,13 +83,15 @@ pub async fn run(
     }
 }
 
-/// Hands each route's figures (or the error) to its pairs.
+/// Hands each route's figures (or the error) to its pairs. A pair asked
+/// several queries of one metric (ElastiCache: one per member cluster) gets
+/// their maximum, or none when none of them has a fresh figure.
 fn deliver(chunk: &[Asked<'_>], res: Result<Vec<Option<f64>>, ProbeError>) {
     match res {
         Ok(values) => {
-            for (a, v) in chunk.iter().zip(values) {
-                if let Some(p) = a.run.pairs.get(a.query.replica) {
-                    p.lock().unwrap().on_aws_lag(a.query.metric, v);
+            for (run, replica, metric, v) in worst_per_pair(chunk, values) {
+                if let Some(p) = run.pairs.get(replica) {
+                    p.lock().unwrap().on_aws_lag(metric, v);
                 }
             }
         }
@@ -100,5 +102,46 @@ fn deliver(chunk: &[Asked<'_>], res: Result<Vec<Option<f64>>, ProbeError>) {
                 }
             }
         }
+    }
+}
+
+/// (route, replica, metric name, maximum of its fresh values), once per
+/// pair and metric, in the order first asked.
+fn worst_per_pair<'a>(
+    chunk: &[Asked<'a>],
+    values: Vec<Option<f64>>,
+) -> Vec<(&'a RouteRun, usize, &'static str, Option<f64>)> {
+    let mut out: Vec<(&'a RouteRun, usize, &'static str, Option<f64>)> = Vec::new();
+    for (a, v) in chunk.iter().zip(values) {
+        let (replica, metric) = (a.query.replica, a.query.metric.name);
+        match out
+            .iter_mut()
+            .find(|(r, i, m, _)| std::ptr::eq(*r, a.run) && *i == replica && *m == metric)
+        {
+            Some((.., worst)) => *worst = max_of(*worst, v),
+            None => out.push((a.run, replica, metric, v)),
+        }
+    }
+    out
+}
+
+fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_of;
+
+    #[test]
+    fn a_pairs_figure_is_the_worst_fresh_one() {
+        assert_eq!(max_of(Some(0.4), Some(1.2)), Some(1.2));
+        assert_eq!(max_of(None, Some(0.3)), Some(0.3));
+        assert_eq!(max_of(Some(0.3), None), Some(0.3));
+        assert_eq!(max_of(None, None), None);
     }
 }

@@ -8,7 +8,8 @@ Why it exists: every AWS API request passes here once, so this is the one place 
    refuse an S3 bucket asked for in the wrong region,
 4. calls moto, buffered, so the extension can look at the outcome (`after`): queue replication,
    stamp headers, and
-5. journals successful control-plane calls for replay after a restart.
+5. journals successful control-plane calls for replay after a restart, and
+6. when asked (`--request-log`), writes every request down for tests/aws_facts (request_log.py).
 
 Service extensions are looked up by the request's SigV4 signing name ("dynamodb", "s3",
 "monitoring" for CloudWatch); a service without one goes to moto untouched.
@@ -75,6 +76,7 @@ class Gateway:
         extensions: dict[str, ServiceExtension],
         journal: Journal,
         moto_lock: Any,
+        request_log: Any = None,
     ):
         # moto's models are plain dicts: a replication worker inserting into a table or bucket
         # while a request thread scans it would break the scan. One lock around every moto
@@ -85,6 +87,7 @@ class Gateway:
         self.faults = faults
         self.extensions = extensions  # keyed by SigV4 signing name
         self.journal = journal
+        self.request_log = request_log  # request_log.RequestLog, or None (off)
         # Per down region: requests held right now, and closed/reset without answer so far.
         self._outage_lock = threading.Lock()
         self._outage_counts: dict[str, dict[str, int]] = {}
@@ -96,6 +99,8 @@ class Gateway:
 
     def handle(self, environ: dict[str, Any], replaying: bool) -> Reply:
         req = read_request(environ)
+        if self.request_log is not None and not replaying:
+            self.request_log.write(req)
         if not replaying and req.region and self.faults.region_down(req.region):
             self._region_outage(req, environ)  # raises NoAnswer (unless the region came back)
         ext = self.extensions.get(req.service or "")

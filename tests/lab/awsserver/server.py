@@ -36,6 +36,7 @@ from .http11 import KeepAliveRequestHandler
 from .journal import Journal
 from .logs_emf import CloudWatchLogs
 from .replication import Replicator
+from .request_log import RequestLog
 from .s3_replication import S3Replication
 from . import speedups
 
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--control-port", type=int, required=True, help="control API port")
     p.add_argument("--ground-truth", type=Path, help="default: DIR/ground-truth.jsonl")
     p.add_argument("--quiet", action="store_true", help="do not log every request")
+    p.add_argument("--request-log", type=Path, help="append one JSON line per AWS request (request_log.py)")
     return p.parse_args(argv)
 
 
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     moto_app = DomainDispatcherApplication(create_backend_app)
     for backend in _WARM_BACKENDS:
         moto_app.app_instances[backend] = create_backend_app(backend)
-    gateway = Gateway(moto_app, faults, extensions, journal, moto_lock)
+    request_log = RequestLog(args.request_log) if args.request_log else None
+    gateway = Gateway(moto_app, faults, extensions, journal, moto_lock, request_log)
 
     replayed = journal.replay(gateway.replay)
     if replayed:

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod conn;
 pub mod errors;
 pub mod iam;
+pub mod members;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -30,6 +31,7 @@ use futures_util::future::join_all;
 use tracing::info;
 
 use crate::aws::cloudwatch::AwsLagQuery;
+use crate::aws::metric_specs::ELASTICACHE_GLOBAL_DATASTORE_LAG;
 use crate::aws::AwsPlumbing;
 use crate::config::{Endpoint, TargetConfig};
 use crate::probe::credentials::Credentials;
@@ -40,8 +42,6 @@ use conn::{parse_canary, parse_role, Access, Node, Role, Timeouts};
 
 /// Canary keys expire after a day, so keys of dead agents go away.
 pub const CANARY_TTL_SECONDS: u64 = 86_400;
-/// The metric (and `metric` label) of AWS's own figure.
-pub const AWS_METRIC: &str = "GlobalDatastoreReplicationLag";
 
 /// One configured endpoint: its seed node, and in cluster mode the node of
 /// each shard that this side uses (the master on the source, a replica on a
@@ -77,8 +77,9 @@ pub struct RedisProbe {
     order: RwLock<Vec<usize>>,
     access: Access,
     ca_bundle: Option<String>,
-    /// The region whose CloudWatch is read for AWS's figure (a replica's).
-    cloudwatch_region: Option<String>,
+    /// The region whose CloudWatch is read for AWS's figure (a replica's),
+    /// and the member clusters it publishes that figure under.
+    cloudwatch: Option<(String, members::MemberClusters)>,
 }
 
 /// The one route of a Redis target.
@@ -87,7 +88,14 @@ pub async fn routes(t: &TargetConfig, agent_id: &str, aws: &AwsPlumbing) -> Vec<
     // AWS publishes GlobalDatastoreReplicationLag in the secondary's region.
     let cw = &t.replicas[0];
     // Config validation parsed every URL the way `Node::new` does.
-    let probe = RedisProbe::new(t, agent_id, aws, Some(cw.region.clone()))
+    let members = members::MemberClusters::new(
+        aws.elasticache(&cw.region, cw.endpoint_url.as_deref())
+            .await,
+        aws.counter(&t.name, "elasticache", &cw.region),
+        &t.name,
+        &cw.region,
+    );
+    let probe = RedisProbe::new(t, agent_id, aws, Some((cw.region.clone(), members)))
         .expect("redis URLs are validated with the client's own parser");
     vec![
         Route::new(t, &t.source, &t.replicas, key, Arc::new(probe))
@@ -107,7 +115,7 @@ impl RedisProbe {
         t: &TargetConfig,
         agent_id: &str,
         aws: &AwsPlumbing,
-        cloudwatch_region: Option<String>,
+        cloudwatch: Option<(String, members::MemberClusters)>,
     ) -> Result<RedisProbe, ProbeError> {
         let side = |e: &Endpoint| -> Result<Side, ProbeError> {
             let url = e.url.as_deref().unwrap_or_default();
@@ -152,7 +160,7 @@ impl RedisProbe {
                 },
             },
             ca_bundle: t.ca_bundle.clone(),
-            cloudwatch_region,
+            cloudwatch,
         })
     }
 
@@ -346,24 +354,28 @@ impl Probe for RedisProbe {
         }
     }
 
-    fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
-        let Some(region) = &self.cloudwatch_region else {
+    async fn aws_lag_queries(&self) -> Vec<AwsLagQuery> {
+        let Some((region, members)) = &self.cloudwatch else {
             return Vec::new();
         };
-        (1..self.sides.len())
+        let groups: Vec<(usize, String)> = (1..self.sides.len())
             .filter_map(|pos| {
                 let seed = &self.side_at(pos).seed;
                 let group = seed.replication_group.clone()?;
-                (&seed.region == region).then(|| AwsLagQuery {
-                    replica: pos - 1,
-                    namespace: "AWS/ElastiCache",
-                    metric: AWS_METRIC,
-                    dimensions: vec![("ReplicationGroupId", group)],
-                    stat: "Maximum",
-                    to_seconds: 1.0,
-                })
+                (&seed.region == region).then_some((pos - 1, group))
             })
-            .collect()
+            .collect();
+        let mut out = Vec::new();
+        for (replica, group) in groups {
+            for cluster in members.of(&group).await.unwrap_or_default() {
+                out.push(AwsLagQuery::new(
+                    replica,
+                    &ELASTICACHE_GLOBAL_DATASTORE_LAG,
+                    vec![cluster],
+                ));
+            }
+        }
+        out
     }
 
     /// Each side's canary (the worst shard's); a side that does not answer

@@ -188,8 +188,15 @@ const MYSQL_READ: &str = "SELECT (SELECT CAST(seq AS SIGNED) FROM rpo_canary WHE
 const PG_ROLE: &str =
     "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'";
 const MYSQL_ROLE: &str = "SELECT CAST(@@global.read_only OR @@global.innodb_read_only AS SIGNED)";
-const PG_AURORA: &str = "SELECT aws_region::text, rpo_lag_in_msec::float8, durability_lag_in_msec::float8 FROM aurora_global_db_status()";
-const MYSQL_AURORA: &str = "SELECT CAST(AWS_REGION AS CHAR), CAST(MAX(VISIBILITY_LAG_IN_MSEC) AS SIGNED) FROM information_schema.aurora_global_db_instance_status GROUP BY AWS_REGION";
+pub const PG_AURORA: &str = "SELECT aws_region::text, rpo_lag_in_msec::float8, durability_lag_in_msec::float8 FROM aurora_global_db_status()";
+/// Aurora MySQL's counterpart of `aurora_global_db_status()`: one row per
+/// cluster of the global database, cross-region figures (AWS's
+/// AuroraMySQL.Reference.ISTables page). `aurora_global_db_instance_status`'s
+/// `VISIBILITY_LAG_IN_MSEC` is not used: in a secondary cluster it is a
+/// reader's lag behind that cluster's own volume, not behind the primary
+/// region. The primary's row shows 0 (PostgreSQL's shows -1); it is never
+/// read, as only replica regions are looked up.
+pub const MYSQL_AURORA: &str = "SELECT CAST(AWS_REGION AS CHAR), CAST(RPO_LAG_IN_MILLISECONDS AS DOUBLE), CAST(DURABILITY_LAG_IN_MILLISECONDS AS DOUBLE) FROM information_schema.aurora_global_db_status";
 
 /// Upserts the one canary row of (agent, target).
 pub async fn upsert(
@@ -312,6 +319,23 @@ pub async fn create_table(pool: &Pool, what: &str) -> Result<(), ProbeError> {
 /// Aurora's own lag figures per region: (region, CloudWatch-style metric
 /// name, seconds). `Err(Some(msg))`: the view does not exist here (not an
 /// Aurora global database); `Err(None)`: a passing failure.
+/// Both engines' views give (region, RPO lag ms, durability lag ms) per
+/// cluster; they become the CloudWatch names AWS gives the same figures.
+fn push_aurora_rows(
+    out: &mut Vec<(String, &'static str, f64)>,
+    rows: Vec<(Option<String>, Option<f64>, Option<f64>)>,
+) {
+    for (region, rpo, durability) in rows {
+        let Some(region) = region else { continue };
+        if let Some(ms) = rpo {
+            out.push((region.clone(), "AuroraGlobalDBRPOLag", ms / 1e3));
+        }
+        if let Some(ms) = durability {
+            out.push((region, "AuroraGlobalDBReplicationLag", ms / 1e3));
+        }
+    }
+}
+
 pub async fn aurora_lags(pool: &Pool) -> Result<Vec<(String, &'static str, f64)>, Option<String>> {
     let classify = |e: sqlx::Error| match e {
         sqlx::Error::Database(db) => Some(db.message().to_string()),
@@ -325,27 +349,15 @@ pub async fn aurora_lags(pool: &Pool) -> Result<Vec<(String, &'static str, f64)>
                 .await
                 .map_err(|_| None)?
                 .map_err(classify)?;
-            for (region, rpo, durability) in rows {
-                let Some(region) = region else { continue };
-                if let Some(ms) = rpo {
-                    out.push((region.clone(), "AuroraGlobalDBRPOLag", ms / 1e3));
-                }
-                if let Some(ms) = durability {
-                    out.push((region, "AuroraGlobalDBReplicationLag", ms / 1e3));
-                }
-            }
+            push_aurora_rows(&mut out, rows);
         }
         Pool::My(p) => {
-            let q = sqlx::query_as::<_, (Option<String>, Option<i64>)>(MYSQL_AURORA);
+            let q = sqlx::query_as::<_, (Option<String>, Option<f64>, Option<f64>)>(MYSQL_AURORA);
             let rows = tokio::time::timeout(QUERY_TIMEOUT, q.fetch_all(p))
                 .await
                 .map_err(|_| None)?
                 .map_err(classify)?;
-            for (region, ms) in rows {
-                if let (Some(region), Some(ms)) = (region, ms) {
-                    out.push((region, "AuroraGlobalDBReplicationLag", ms as f64 / 1e3));
-                }
-            }
+            push_aurora_rows(&mut out, rows);
         }
     }
     Ok(out)

@@ -236,7 +236,7 @@ impl SqlProbe {
                 self.aurora.lock().unwrap().unavailable = true;
                 let view = match self.engine {
                     Engine::Postgres => "aurora_global_db_status()",
-                    Engine::Mysql => "information_schema.aurora_global_db_instance_status",
+                    Engine::Mysql => "information_schema.aurora_global_db_status",
                 };
                 info!(target = %self.target, "{view} is not available on {} ({msg}): not an Aurora global database, so rpo_aws_reported_lag_seconds stays empty for this target", writer.what);
             }
